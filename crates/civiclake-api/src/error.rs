@@ -1,0 +1,105 @@
+//! `ApiError`: every failure of a handler, mapped to an HTTP status and a JSON body in one place.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use civiclake_core::ErrorClass;
+use civiclake_ingest::RowError;
+use serde::Serialize;
+
+/// A JSON error body: `{"error": "...", "errors": [{"line":..,"column":..,"message":..}]}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: String,
+    /// For payloads: the first rows that were rejected, with line and column.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<Object>)]
+    pub errors: Vec<RowError>,
+}
+
+/// An error answered to an API client.
+#[derive(Debug)]
+pub struct ApiError {
+    class: ErrorClass,
+    message: String,
+    errors: Vec<RowError>,
+    status: Option<StatusCode>,
+}
+
+impl ApiError {
+    /// An error of `class` with `message`.
+    pub fn new(class: ErrorClass, message: impl Into<String>) -> Self {
+        Self {
+            class,
+            message: message.into(),
+            errors: Vec::new(),
+            status: None,
+        }
+    }
+
+    /// A 400 error.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(ErrorClass::User, message)
+    }
+
+    /// A 400 error listing rejected rows.
+    pub fn rejected(message: impl Into<String>, errors: Vec<RowError>) -> Self {
+        Self {
+            errors,
+            ..Self::bad_request(message)
+        }
+    }
+
+    /// Overrides the status chosen from the class.
+    pub fn with_status(mut self, status: StatusCode) -> Self {
+        self.status = Some(status);
+        self
+    }
+
+    fn status(&self) -> StatusCode {
+        self.status.unwrap_or(match self.class {
+            ErrorClass::User => StatusCode::BAD_REQUEST,
+            ErrorClass::NotFound => StatusCode::NOT_FOUND,
+            ErrorClass::Conflict => StatusCode::CONFLICT,
+            ErrorClass::Limit => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorClass::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorClass::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        })
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::error!(status = %status, error = %self.message, "request failed");
+        }
+        (
+            status,
+            Json(ErrorBody {
+                error: self.message,
+                errors: self.errors,
+            }),
+        )
+            .into_response()
+    }
+}
+
+impl From<civiclake_lake::Error> for ApiError {
+    fn from(e: civiclake_lake::Error) -> Self {
+        Self::new(e.class(), e.to_string())
+    }
+}
+
+impl From<civiclake_query::Error> for ApiError {
+    fn from(e: civiclake_query::Error) -> Self {
+        Self::new(e.class(), e.to_string())
+    }
+}
+
+impl From<civiclake_ingest::Error> for ApiError {
+    fn from(e: civiclake_ingest::Error) -> Self {
+        Self::new(e.class(), e.to_string())
+    }
+}

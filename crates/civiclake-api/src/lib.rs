@@ -1,0 +1,100 @@
+//! The HTTP API of civiclake (axum).
+//!
+//! Routes are declared once with their OpenAPI description (utoipa), so
+//! `GET /api/v1/openapi.json` is generated from the same definitions that serve requests.
+//! Every handler returns `Result<_, ApiError>`; [`ApiError`] maps error classes to HTTP
+//! statuses in one place.
+
+mod error;
+mod metrics;
+mod ops;
+mod query;
+mod write;
+
+pub use error::{ApiError, ErrorBody};
+pub use metrics::ApiMetrics;
+pub use query::{OutputFormat, encode};
+
+use axum::Json;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+use civiclake_lake::Lake;
+use civiclake_query::QueryEngine;
+use std::sync::Arc;
+use std::time::Instant;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// What every handler can reach.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The storage.
+    pub lake: Arc<Lake>,
+    /// The SQL engine.
+    pub engine: QueryEngine,
+    /// Metrics of the handlers.
+    pub metrics: Arc<ApiMetrics>,
+    /// When the server started.
+    pub started: Instant,
+}
+
+/// Settings of the HTTP layer.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Largest request body accepted (bytes).
+    pub max_body_bytes: usize,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "civiclake",
+        description = "Streaming data lakehouse for a city: write sensor readings, query them with SQL.",
+        license(name = "EUPL-1.2", identifier = "EUPL-1.2")
+    ),
+    tags(
+        (name = "write", description = "Writing rows"),
+        (name = "query", description = "SQL queries"),
+        (name = "operations", description = "Health, metrics, maintenance")
+    )
+)]
+struct ApiDoc;
+
+/// Every route with its OpenAPI description: the one list of the API.
+fn api_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(write::write))
+        .routes(routes!(write::influx_write))
+        .routes(routes!(query::query_post, query::query_get))
+        .routes(routes!(ops::health))
+        .routes(routes!(ops::metrics))
+        .routes(routes!(ops::tables))
+        .routes(routes!(ops::flush))
+        .routes(routes!(ops::compact))
+}
+
+/// The router and its OpenAPI document.
+pub fn router(state: AppState, config: &ApiConfig) -> Router {
+    let (router, api) = api_router().split_for_parts();
+    let api = Arc::new(api);
+    router
+        .route(
+            "/api/v1/openapi.json",
+            get(move || {
+                let api = api.clone();
+                async move { Json(api.as_ref().clone()) }
+            }),
+        )
+        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(tower_http::decompression::RequestDecompressionLayer::new())
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// The OpenAPI document alone (for docs and tests).
+pub fn openapi_json() -> String {
+    let (_, api) = api_router().split_for_parts();
+    api.to_pretty_json().unwrap_or_default()
+}

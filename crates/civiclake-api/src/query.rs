@@ -1,0 +1,175 @@
+//! `POST /api/v1/query` and `GET /api/v1/query`: SQL in, JSON / JSONL / CSV / Arrow / Parquet out.
+
+use crate::AppState;
+use crate::error::{ApiError, ErrorBody};
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+/// Output formats of a query.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputFormat {
+    /// A JSON array of objects (default).
+    #[default]
+    Json,
+    /// One JSON object per line.
+    Jsonl,
+    /// CSV with a header line.
+    Csv,
+    /// An Arrow IPC stream.
+    Arrow,
+    /// A Parquet file.
+    Parquet,
+}
+
+impl OutputFormat {
+    /// The media type of the format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            OutputFormat::Json => "application/json",
+            OutputFormat::Jsonl => "application/x-ndjson",
+            OutputFormat::Csv => "text/csv; charset=utf-8",
+            OutputFormat::Arrow => "application/vnd.apache.arrow.stream",
+            OutputFormat::Parquet => "application/vnd.apache.parquet",
+        }
+    }
+}
+
+/// A query request.
+#[derive(Debug, Deserialize, utoipa::ToSchema, utoipa::IntoParams)]
+pub(crate) struct QueryRequest {
+    /// SQL (Apache DataFusion dialect).
+    pub sql: String,
+    /// Output format: json (default), jsonl, csv, arrow, parquet.
+    #[serde(default)]
+    pub format: OutputFormat,
+}
+
+/// Encodes a result in `format`.
+pub fn encode(
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+    format: OutputFormat,
+) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    let err = |e: &dyn std::fmt::Display| format!("could not encode the result: {e}");
+    match format {
+        OutputFormat::Json => {
+            let mut w = arrow::json::WriterBuilder::new()
+                .with_explicit_nulls(true)
+                .build::<_, arrow::json::writer::JsonArray>(&mut out);
+            for b in batches {
+                w.write(b).map_err(|e| err(&e))?;
+            }
+            w.finish().map_err(|e| err(&e))?;
+            drop(w);
+            if out.is_empty() {
+                out.extend_from_slice(b"[]");
+            }
+        }
+        OutputFormat::Jsonl => {
+            let mut w = arrow::json::WriterBuilder::new()
+                .with_explicit_nulls(true)
+                .build::<_, arrow::json::writer::LineDelimited>(&mut out);
+            for b in batches {
+                w.write(b).map_err(|e| err(&e))?;
+            }
+            w.finish().map_err(|e| err(&e))?;
+        }
+        OutputFormat::Csv => {
+            let mut w = arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .build(&mut out);
+            if batches.is_empty() {
+                let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+                drop(w);
+                out.extend_from_slice(names.join(",").as_bytes());
+                out.push(b'\n');
+            } else {
+                for b in batches {
+                    w.write(b).map_err(|e| err(&e))?;
+                }
+            }
+        }
+        OutputFormat::Arrow => {
+            let mut w =
+                arrow::ipc::writer::StreamWriter::try_new(&mut out, schema).map_err(|e| err(&e))?;
+            for b in batches {
+                w.write(b).map_err(|e| err(&e))?;
+            }
+            w.finish().map_err(|e| err(&e))?;
+        }
+        OutputFormat::Parquet => {
+            let props = parquet::file::properties::WriterProperties::builder()
+                .set_compression(parquet::basic::Compression::ZSTD(Default::default()))
+                .build();
+            let mut w = parquet::arrow::ArrowWriter::try_new(&mut out, schema.clone(), Some(props))
+                .map_err(|e| err(&e))?;
+            for b in batches {
+                w.write(b).map_err(|e| err(&e))?;
+            }
+            w.close().map_err(|e| err(&e))?;
+        }
+    }
+    Ok(out)
+}
+
+async fn run(state: &AppState, req: QueryRequest) -> Result<Response, ApiError> {
+    if req.sql.trim().is_empty() {
+        return Err(ApiError::bad_request("the 'sql' parameter is empty"));
+    }
+    let started = Instant::now();
+    let result = state.engine.sql(&req.sql).await;
+    state.metrics.query_latency.observe(started.elapsed());
+    let result = result.inspect_err(|_| {
+        state.metrics.query_errors.fetch_add(1, Ordering::Relaxed);
+    })?;
+    let body = encode(&result.schema, &result.batches, req.format)
+        .map_err(|m| ApiError::new(civiclake_core::ErrorClass::Internal, m))?;
+    Ok(([(header::CONTENT_TYPE, req.format.content_type())], body).into_response())
+}
+
+/// Runs SQL over live and historical data (buffer and Delta tables together).
+#[utoipa::path(
+    post,
+    path = "/api/v1/query",
+    request_body = QueryRequest,
+    responses(
+        (status = 200, description = "The result in the requested format"),
+        (status = 400, description = "Invalid SQL, unknown table or column", body = ErrorBody),
+        (status = 422, description = "Memory or time limit exceeded", body = ErrorBody),
+    ),
+    tag = "query"
+)]
+pub(crate) async fn query_post(
+    State(state): State<AppState>,
+    Json(req): Json<QueryRequest>,
+) -> Result<Response, ApiError> {
+    run(&state, req).await
+}
+
+/// Runs SQL given as query parameters (`?sql=...&format=...`).
+#[utoipa::path(
+    get,
+    path = "/api/v1/query",
+    params(QueryRequest),
+    responses(
+        (status = 200, description = "The result in the requested format"),
+        (status = 400, description = "Invalid SQL, unknown table or column", body = ErrorBody),
+        (status = 422, description = "Memory or time limit exceeded", body = ErrorBody),
+    ),
+    tag = "query"
+)]
+pub(crate) async fn query_get(
+    State(state): State<AppState>,
+    Query(req): Query<QueryRequest>,
+) -> Result<Response, ApiError> {
+    run(&state, req).await
+}

@@ -1,0 +1,33 @@
+//! Decoders from the city's payload formats into Arrow record batches that follow the
+//! civiclake table conventions (see [`civiclake_core`]): a non-null `time` column
+//! (`Timestamp(Microsecond, "UTC")`), dictionary-encoded tags, and `Float64`/`Int64`/
+//! `Boolean`/`Utf8` fields, ordered `time`, tags by name, fields by name.
+//!
+//! * [`decode_line_protocol`], [`decode_json`], [`decode_ndjson`] and [`decode_arrow_ipc`]
+//!   decode HTTP payloads; rows that cannot be stored are reported as [`RowError`]s and,
+//!   unless [`DecodeOptions::accept_partial`] is set, reject the whole payload.
+//! * [`normalize_batch`] brings any Arrow batch to the conventions.
+//! * [`read_file`] streams CSV, Parquet, NDJSON and line protocol files for the importer.
+//!
+//! Types are checked against the table's current schema ([`SchemaLookup`]): an integer is
+//! accepted by a float column, anything else that differs is a row error naming the column
+//! and both types. Within a payload the first row that introduces a column fixes its type.
+
+mod arrow_ipc;
+mod builder;
+mod error;
+mod file;
+mod json;
+mod line_protocol;
+mod normalize;
+#[cfg(test)]
+mod test_util;
+mod types;
+
+pub use arrow_ipc::decode_arrow_ipc;
+pub use error::{Error, Result};
+pub use file::{FileFormat, ImportStats, read_file};
+pub use json::{decode_json, decode_ndjson};
+pub use line_protocol::decode_line_protocol;
+pub use normalize::normalize_batch;
+pub use types::{DecodeOptions, Decoded, Precision, RowError, SchemaLookup, TableBatch};

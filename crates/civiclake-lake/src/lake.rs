@@ -1,0 +1,648 @@
+//! The lake: tables made of a WAL-backed buffer and a Delta table, with flush and compaction.
+
+use crate::config::LakeConfig;
+use crate::delta::{self, DeltaHandle, add_action};
+use crate::error::{Error, Result};
+use crate::parquet_io::{delta_stats, read_parquet, sort_by_day, write_parquet, writer_properties};
+use crate::table::{DataFile, Table, TableSnapshot, project, validate_batch};
+use crate::wal::{self, Wal, encode_record};
+use arrow::datatypes::{Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use civiclake_core::validate_table_name;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+use parking_lot::{Mutex, RwLock};
+use std::collections::{BTreeMap, HashSet};
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use url::Url;
+
+type Catalog = Arc<RwLock<BTreeMap<String, Arc<Table>>>>;
+
+/// Whether the lake may be written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// The server: takes the data directory's lock, writes the WAL, flushes and compacts.
+    ReadWrite,
+    /// A reader beside a running server (`civiclake sql --data-dir`): reads Delta and the WAL.
+    ReadOnly,
+}
+
+/// Counters of the lake since start.
+#[derive(Debug, Default)]
+pub struct LakeMetrics {
+    /// Rows acknowledged by writes.
+    pub rows_written: AtomicU64,
+    /// Write calls acknowledged.
+    pub writes: AtomicU64,
+    /// Flushes that ran.
+    pub flushes: AtomicU64,
+    /// Rows moved from the buffer to Delta.
+    pub rows_flushed: AtomicU64,
+    /// Flushes (of a table) that failed and will be retried.
+    pub flush_errors: AtomicU64,
+    /// Files replaced by compaction.
+    pub files_compacted: AtomicU64,
+    /// Rows replayed from the WAL at start.
+    pub rows_replayed: AtomicU64,
+}
+
+/// A summary of the lake's state.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LakeStats {
+    /// Number of tables.
+    pub tables: usize,
+    /// Rows in memory not yet in Delta.
+    pub buffered_rows: usize,
+    /// Bytes of WAL segments on disk.
+    pub wal_bytes: u64,
+    /// Parquet files in the Delta tables.
+    pub files: usize,
+    /// Bytes of those files.
+    pub file_bytes: u64,
+}
+
+/// What a flush did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct FlushStats {
+    /// Rows written to Delta.
+    pub rows: usize,
+    /// Files written.
+    pub files: usize,
+    /// Tables whose flush failed (they are retried on the next flush).
+    pub failed_tables: Vec<String>,
+}
+
+/// What a compaction pass did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct CompactStats {
+    /// Files merged away.
+    pub files_removed: usize,
+    /// Files written.
+    pub files_added: usize,
+    /// Old files deleted by vacuum.
+    pub files_vacuumed: usize,
+}
+
+/// The lakehouse storage of civiclake.
+#[derive(Debug)]
+pub struct Lake {
+    config: LakeConfig,
+    tables_dir: PathBuf,
+    root: Path,
+    store: Arc<dyn ObjectStore>,
+    catalog: Catalog,
+    wal: Option<Wal>,
+    flush_lock: tokio::sync::Mutex<()>,
+    first_unflushed: Mutex<Option<Instant>>,
+    shutting_down: AtomicBool,
+    metrics: LakeMetrics,
+    _lock: Option<File>,
+}
+
+impl Lake {
+    /// Opens (or creates) the lake in `config.data_dir`: loads the Delta tables and replays
+    /// the WAL into the buffer.
+    pub async fn open(config: LakeConfig, mode: OpenMode) -> Result<Arc<Self>> {
+        let data_dir = std::path::absolute(&config.data_dir)
+            .map_err(|e| Error::io(config.data_dir.display(), e))?;
+        let tables_dir = data_dir.join("tables");
+        let wal_dir = data_dir.join("wal");
+        let lock = if mode == OpenMode::ReadWrite {
+            std::fs::create_dir_all(&tables_dir).map_err(|e| Error::io(tables_dir.display(), e))?;
+            std::fs::create_dir_all(&wal_dir).map_err(|e| Error::io(wal_dir.display(), e))?;
+            let path = data_dir.join("LOCK");
+            let file = File::create(&path).map_err(|e| Error::io(path.display(), e))?;
+            file.try_lock()
+                .map_err(|_| Error::Locked(data_dir.display().to_string()))?;
+            Some(file)
+        } else {
+            None
+        };
+        let root = Path::from_absolute_path(&tables_dir)
+            .map_err(|e| Error::Internal(format!("tables path: {e}")))?;
+        let catalog: Catalog = Arc::new(RwLock::new(BTreeMap::new()));
+        let mut covered: BTreeMap<String, u64> = BTreeMap::new();
+        if let Ok(dirs) = std::fs::read_dir(&tables_dir) {
+            for entry in dirs.flatten() {
+                let name = entry.file_name().to_string_lossy().to_string();
+                if validate_table_name(&name).is_err() || !entry.path().join("_delta_log").is_dir()
+                {
+                    continue;
+                }
+                let url = table_url(&tables_dir, &name)?;
+                let Some(handle) = delta::open(&url).await? else {
+                    continue;
+                };
+                let schema = delta::arrow_schema(handle.state.schema().as_ref())?;
+                let files = handle.files(&table_root(&root, &name));
+                if let Some(v) = handle.wal_version().await? {
+                    covered.insert(name.clone(), v);
+                }
+                catalog.write().insert(
+                    name.clone(),
+                    Arc::new(Table::new(&name, schema, files, Some(handle))),
+                );
+            }
+        }
+        let lake_metrics = LakeMetrics::default();
+        let segments = wal::list_segments(&wal_dir)?;
+        let mut replayed = 0usize;
+        let mut wal_bytes = 0u64;
+        for &seg in &segments {
+            let path = wal::segment_path(&wal_dir, seg);
+            wal_bytes += std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            for record in wal::read_segment(&path)? {
+                for (name, batch) in record {
+                    if covered.get(&name).is_some_and(|&v| seg <= v) {
+                        continue;
+                    }
+                    let table = get_or_create(&catalog, &name);
+                    if let Err(e) = table.evolve(&batch.schema()) {
+                        tracing::error!(table = %name, segment = seg, error = %e, "WAL entry does not fit its table; skipped");
+                        continue;
+                    }
+                    replayed += batch.num_rows();
+                    table.append(batch);
+                }
+            }
+        }
+        lake_metrics
+            .rows_replayed
+            .store(replayed as u64, Ordering::Relaxed);
+        if replayed > 0 {
+            tracing::info!(
+                rows = replayed,
+                segments = segments.len(),
+                "replayed the WAL"
+            );
+        }
+        let wal = match mode {
+            OpenMode::ReadWrite => Some(Wal::start(
+                &wal_dir,
+                segments.last().map_or(1, |s| s + 1),
+                config.wal_fsync,
+                config.wal_segment_bytes,
+                wal_bytes,
+            )?),
+            OpenMode::ReadOnly => None,
+        };
+        Ok(Arc::new(Self {
+            tables_dir,
+            root,
+            store: Arc::new(LocalFileSystem::new()),
+            catalog,
+            wal,
+            flush_lock: tokio::sync::Mutex::new(()),
+            first_unflushed: Mutex::new((replayed > 0).then(Instant::now)),
+            shutting_down: AtomicBool::new(false),
+            metrics: lake_metrics,
+            _lock: lock,
+            config,
+        }))
+    }
+
+    /// The object store holding the tables, for query engines.
+    pub fn object_store(&self) -> Arc<dyn ObjectStore> {
+        self.store.clone()
+    }
+
+    /// The URL of the object store root (`file:///` for the local filesystem).
+    pub fn object_store_url(&self) -> &'static str {
+        "file:///"
+    }
+
+    /// Directory of the Delta tables.
+    pub fn tables_dir(&self) -> &std::path::Path {
+        &self.tables_dir
+    }
+
+    /// Counters since start.
+    pub fn metrics(&self) -> &LakeMetrics {
+        &self.metrics
+    }
+
+    /// Names of the tables, sorted.
+    pub fn table_names(&self) -> Vec<String> {
+        self.catalog.read().keys().cloned().collect()
+    }
+
+    /// Current schema of `table`.
+    pub fn schema(&self, table: &str) -> Option<SchemaRef> {
+        let table = self.catalog.read().get(table).cloned()?;
+        let schema = table.state.lock().schema.clone();
+        Some(schema)
+    }
+
+    /// A consistent view of `table` (buffer and files) for a query.
+    pub fn snapshot(&self, table: &str) -> Result<Option<TableSnapshot>> {
+        let Some(table) = self.catalog.read().get(table).cloned() else {
+            return Ok(None);
+        };
+        table.snapshot().map(Some)
+    }
+
+    /// Writes batches (each for one table) durably: schema checked and widened, WAL
+    /// fsynced, rows in the buffer — then returns the number of rows written.
+    pub async fn write(&self, batches: Vec<(String, RecordBatch)>) -> Result<usize> {
+        let wal = self.wal.as_ref().ok_or(Error::ReadOnly)?;
+        if self.shutting_down.load(Ordering::Acquire) {
+            return Err(Error::ShuttingDown);
+        }
+        let mut entries = Vec::with_capacity(batches.len());
+        let mut handles = Vec::with_capacity(batches.len());
+        let mut rows = 0;
+        for (name, batch) in batches {
+            if batch.num_rows() == 0 {
+                continue;
+            }
+            validate_table_name(&name).map_err(Error::InvalidWrite)?;
+            validate_batch(&batch)?;
+            let table = get_or_create(&self.catalog, &name);
+            table.evolve(&batch.schema())?;
+            rows += batch.num_rows();
+            handles.push((table, batch.clone()));
+            entries.push((name, batch));
+        }
+        if rows == 0 {
+            return Ok(0);
+        }
+        let record = encode_record(&entries)?;
+        drop(entries);
+        wal.append(
+            record,
+            Box::new(move || {
+                for (table, batch) in handles {
+                    table.append(batch);
+                }
+            }),
+        )
+        .await?;
+        self.first_unflushed.lock().get_or_insert_with(Instant::now);
+        self.metrics
+            .rows_written
+            .fetch_add(rows as u64, Ordering::Relaxed);
+        self.metrics.writes.fetch_add(1, Ordering::Relaxed);
+        Ok(rows)
+    }
+
+    /// Rows in memory not yet in Delta.
+    pub fn buffered_rows(&self) -> usize {
+        self.tables().iter().map(|t| t.buffered_rows()).sum()
+    }
+
+    fn tables(&self) -> Vec<Arc<Table>> {
+        self.catalog.read().values().cloned().collect()
+    }
+
+    /// A summary of the lake's state.
+    pub fn stats(&self) -> LakeStats {
+        let tables = self.tables();
+        let (files, file_bytes) = tables.iter().fold((0, 0), |(n, b), t| {
+            let files = t.state.lock().files.clone();
+            (
+                n + files.len(),
+                b + files.iter().map(|f| f.size).sum::<u64>(),
+            )
+        });
+        LakeStats {
+            tables: tables.len(),
+            buffered_rows: tables.iter().map(|t| t.buffered_rows()).sum(),
+            wal_bytes: self.wal.as_ref().map_or(0, Wal::bytes),
+            files,
+            file_bytes,
+        }
+    }
+
+    /// Whether the buffer is due for a flush (by age or size).
+    pub fn flush_due(&self) -> bool {
+        let age_due = self
+            .first_unflushed
+            .lock()
+            .is_some_and(|t| t.elapsed() >= self.config.flush_max_age);
+        age_due || self.buffered_rows() >= self.config.flush_max_rows
+    }
+
+    /// Moves every buffered row into the Delta tables, then truncates the WAL.
+    pub async fn flush(&self) -> Result<FlushStats> {
+        let wal = self.wal.as_ref().ok_or(Error::ReadOnly)?;
+        let _guard = self.flush_lock.lock().await;
+        let catalog = self.catalog.clone();
+        *self.first_unflushed.lock() = None;
+        let segment = wal
+            .rotate(Box::new(move |closed| {
+                for table in catalog.read().values() {
+                    table.start_persist(closed);
+                }
+            }))
+            .await?;
+        let mut stats = FlushStats::default();
+        for table in self.tables() {
+            if table.state.lock().persisting.is_empty() {
+                continue;
+            }
+            match self.persist(&table, segment).await {
+                Ok((rows, files)) => {
+                    stats.rows += rows;
+                    stats.files += files;
+                }
+                Err(e) => {
+                    tracing::error!(table = %table.name, error = %e, "flush failed; rows stay in the WAL and the buffer and are retried");
+                    self.metrics.flush_errors.fetch_add(1, Ordering::Relaxed);
+                    stats.failed_tables.push(table.name.clone());
+                }
+            }
+        }
+        if stats.failed_tables.is_empty() {
+            wal.truncate(segment)?;
+        } else {
+            self.first_unflushed.lock().get_or_insert_with(Instant::now);
+        }
+        self.metrics.flushes.fetch_add(1, Ordering::Relaxed);
+        self.metrics
+            .rows_flushed
+            .fetch_add(stats.rows as u64, Ordering::Relaxed);
+        if stats.rows > 0 {
+            tracing::info!(
+                rows = stats.rows,
+                files = stats.files,
+                segment,
+                "flushed the buffer to Delta"
+            );
+        }
+        Ok(stats)
+    }
+
+    async fn delta_handle<'a>(
+        &self,
+        table: &Table,
+        guard: &'a mut Option<DeltaHandle>,
+        schema: &Schema,
+    ) -> Result<&'a mut DeltaHandle> {
+        if guard.is_none() {
+            let dir = self.tables_dir.join(&table.name);
+            std::fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
+            let url = table_url(&self.tables_dir, &table.name)?;
+            *guard = Some(delta::create(&url, &table.name, schema).await?);
+        }
+        guard
+            .as_mut()
+            .ok_or_else(|| Error::Internal("no Delta handle".into()))
+    }
+
+    async fn write_files(
+        &self,
+        table: &str,
+        schema: SchemaRef,
+        batches: Vec<RecordBatch>,
+    ) -> Result<(Vec<deltalake::kernel::Add>, Vec<DataFile>)> {
+        let props = writer_properties(self.config.row_group_rows, self.config.zstd_level)?;
+        let encoded = tokio::task::spawn_blocking(move || -> Result<Vec<_>> {
+            let slices = sort_by_day(&schema, &batches)?;
+            slices
+                .into_iter()
+                .map(|s| {
+                    let bytes = write_parquet(&s.batch, props.clone())?;
+                    let stats = delta_stats(&s.batch, s.min_time, s.max_time);
+                    Ok((s, bytes, stats))
+                })
+                .collect()
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("flush task: {e}")))??;
+        let mut adds = Vec::with_capacity(encoded.len());
+        let mut files = Vec::with_capacity(encoded.len());
+        for (slice, bytes, stats) in encoded {
+            let relative = format!(
+                "day={}/part-{}.zstd.parquet",
+                slice.day,
+                uuid::Uuid::new_v4()
+            );
+            let location = Path::from(format!("{}/{relative}", table_root(&self.root, table)));
+            let size = bytes.len() as u64;
+            self.store.put(&location, bytes.into()).await?;
+            adds.push(add_action(&relative, &slice.day, size, stats));
+            files.push(DataFile {
+                location,
+                relative,
+                size,
+                rows: Some(slice.batch.num_rows() as u64),
+                min_time: Some(slice.min_time),
+                max_time: Some(slice.max_time),
+                day: slice.day,
+            });
+        }
+        Ok((adds, files))
+    }
+
+    async fn persist(&self, table: &Table, segment: u64) -> Result<(usize, usize)> {
+        let (schema, batches) = {
+            let state = table.state.lock();
+            let schema = state.schema.clone();
+            let batches = state
+                .persisting
+                .iter()
+                .map(|b| project(b, &schema))
+                .collect::<Result<Vec<_>>>()?;
+            (schema, batches)
+        };
+        let taken = batches.len();
+        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        let mut guard = table.delta.lock().await;
+        let handle = self.delta_handle(table, &mut guard, &schema).await?;
+        let (adds, files) = self
+            .write_files(&table.name, schema.clone(), batches)
+            .await?;
+        let file_count = files.len();
+        handle.commit_flush(&schema, adds, segment).await?;
+        let mut state = table.state.lock();
+        state.persisting.drain(..taken);
+        if state.persisting.is_empty() {
+            state.persisting_segment = None;
+        }
+        let mut all = state.files.as_ref().clone();
+        all.extend(files);
+        state.files = Arc::new(all);
+        Ok((rows, file_count))
+    }
+
+    /// Merges small files of each day partition into larger sorted ones, then deletes files
+    /// replaced more than the grace period ago. With `force`, any two or more small files of
+    /// a day are merged; otherwise at least `compaction_min_files`.
+    pub async fn compact(&self, force: bool) -> Result<CompactStats> {
+        if self.wal.is_none() {
+            return Err(Error::ReadOnly);
+        }
+        let _guard = self.flush_lock.lock().await;
+        let min_files = if force {
+            2
+        } else {
+            self.config.compaction_min_files.max(2)
+        };
+        let target = self.config.compaction_target_rows as u64;
+        let mut stats = CompactStats::default();
+        for table in self.tables() {
+            let files = table.state.lock().files.clone();
+            let mut by_day: BTreeMap<&str, Vec<&DataFile>> = BTreeMap::new();
+            for f in files.iter() {
+                if f.rows.is_some_and(|r| r < target) {
+                    by_day.entry(f.day.as_str()).or_default().push(f);
+                }
+            }
+            let mut bins: Vec<Vec<DataFile>> = Vec::new();
+            for (_, day_files) in by_day {
+                let mut bin: Vec<DataFile> = Vec::new();
+                let mut rows = 0;
+                for f in day_files {
+                    let r = f.rows.unwrap_or(0);
+                    if !bin.is_empty() && rows + r > target {
+                        bins.push(std::mem::take(&mut bin));
+                        rows = 0;
+                    }
+                    rows += r;
+                    bin.push(f.clone());
+                }
+                bins.push(bin);
+            }
+            let mut merged_any = false;
+            for bin in bins.into_iter().filter(|b| b.len() >= min_files) {
+                let (removed, added) = self.merge(&table, &bin).await?;
+                stats.files_removed += removed;
+                stats.files_added += added;
+                merged_any = true;
+            }
+            let mut guard = table.delta.lock().await;
+            if let Some(handle) = guard.as_mut() {
+                if merged_any || force || handle.state.version() % 10 == 0 {
+                    match handle.vacuum(self.config.vacuum_grace).await {
+                        Ok(n) => stats.files_vacuumed += n,
+                        Err(e) => tracing::warn!(table = %table.name, error = %e, "vacuum failed"),
+                    }
+                }
+            }
+        }
+        self.metrics
+            .files_compacted
+            .fetch_add(stats.files_removed as u64, Ordering::Relaxed);
+        if stats.files_removed > 0 {
+            tracing::info!(
+                removed = stats.files_removed,
+                added = stats.files_added,
+                "compacted small files"
+            );
+        }
+        Ok(stats)
+    }
+
+    async fn merge(&self, table: &Table, bin: &[DataFile]) -> Result<(usize, usize)> {
+        let schema = table.state.lock().schema.clone();
+        let mut batches = Vec::new();
+        for f in bin {
+            let data = self.store.get(&f.location).await?.bytes().await?;
+            let read = tokio::task::spawn_blocking(move || read_parquet(data))
+                .await
+                .map_err(|e| Error::Internal(format!("compaction task: {e}")))??;
+            for b in read {
+                batches.push(project(&b, &schema)?);
+            }
+        }
+        let (adds, files) = self
+            .write_files(&table.name, schema.clone(), batches)
+            .await?;
+        let added = files.len();
+        let mut guard = table.delta.lock().await;
+        let handle = self.delta_handle(table, &mut guard, &schema).await?;
+        let adds = adds
+            .into_iter()
+            .map(|mut a| {
+                a.data_change = false;
+                a
+            })
+            .collect();
+        handle
+            .commit_compaction(bin, adds, self.config.compaction_target_rows as i64)
+            .await?;
+        let removed: HashSet<&str> = bin.iter().map(|f| f.relative.as_str()).collect();
+        let mut state = table.state.lock();
+        let mut all: Vec<DataFile> = state
+            .files
+            .iter()
+            .filter(|f| !removed.contains(f.relative.as_str()))
+            .cloned()
+            .collect();
+        all.extend(files);
+        state.files = Arc::new(all);
+        Ok((bin.len(), added))
+    }
+
+    /// Flushes when due and compacts periodically, until `shutdown` turns true.
+    pub async fn run_background(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let mut last_compaction = Instant::now();
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => break,
+            }
+            if *shutdown.borrow() {
+                break;
+            }
+            if self.flush_due() {
+                if let Err(e) = self.flush().await {
+                    tracing::error!(error = %e, "flush failed");
+                }
+            }
+            if last_compaction.elapsed() >= self.config.compaction_interval {
+                last_compaction = Instant::now();
+                if let Err(e) = self.compact(false).await {
+                    tracing::error!(error = %e, "compaction failed");
+                }
+            }
+        }
+    }
+
+    /// Stops accepting writes, flushes the buffer to Delta and stops the WAL thread.
+    pub async fn shutdown(&self) -> Result<FlushStats> {
+        self.shutting_down.store(true, Ordering::Release);
+        let stats = if self.wal.is_some() {
+            self.flush().await?
+        } else {
+            FlushStats::default()
+        };
+        if let Some(wal) = &self.wal {
+            wal.stop();
+        }
+        Ok(stats)
+    }
+}
+
+fn get_or_create(catalog: &Catalog, name: &str) -> Arc<Table> {
+    if let Some(t) = catalog.read().get(name) {
+        return t.clone();
+    }
+    catalog
+        .write()
+        .entry(name.to_string())
+        .or_insert_with(|| {
+            Arc::new(Table::new(
+                name,
+                Arc::new(Schema::empty()),
+                Vec::new(),
+                None,
+            ))
+        })
+        .clone()
+}
+
+fn table_url(tables_dir: &std::path::Path, name: &str) -> Result<Url> {
+    Url::from_directory_path(tables_dir.join(name))
+        .map_err(|()| Error::Internal(format!("no URL for table directory of {name}")))
+}
+
+fn table_root(root: &Path, name: &str) -> String {
+    format!("{root}/{name}")
+}

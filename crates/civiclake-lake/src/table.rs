@@ -1,0 +1,282 @@
+//! One table of the lake in memory: its schema, its buffered rows and its Parquet files.
+
+use crate::error::{Error, Result};
+use arrow::array::{ArrayRef, RecordBatch, new_null_array};
+use arrow::compute::concat_batches;
+use arrow::datatypes::{Schema, SchemaRef};
+use civiclake_core::{
+    ColumnRole, TIME_COLUMN, describe_type, is_supported_field_type, role_of, tag_type, time_type,
+    validate_column_name,
+};
+use object_store::path::Path;
+use parking_lot::Mutex;
+use std::sync::Arc;
+
+/// Small batches at the end of the buffer are merged once there are this many.
+const COALESCE_COUNT: usize = 64;
+/// A batch with fewer rows than this is small.
+const SMALL_BATCH_ROWS: usize = 8192;
+
+/// A Parquet file of a table, as listed in its Delta log.
+#[derive(Debug, Clone)]
+pub struct DataFile {
+    /// Location in the object store (absolute, from the store's root).
+    pub location: Path,
+    /// Path relative to the table root, as written in the Delta log.
+    pub relative: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Number of rows, when known.
+    pub rows: Option<u64>,
+    /// Smallest `time` in the file (µs), when known.
+    pub min_time: Option<i64>,
+    /// Largest `time` in the file (µs), when known.
+    pub max_time: Option<i64>,
+    /// Day partition (`YYYY-MM-DD`).
+    pub day: String,
+}
+
+/// What a query sees of a table at one instant: buffered batches and committed files.
+#[derive(Debug, Clone)]
+pub struct TableSnapshot {
+    /// Current schema of the table.
+    pub schema: SchemaRef,
+    /// Buffered rows not yet in Delta (already projected to `schema`).
+    pub batches: Vec<RecordBatch>,
+    /// Parquet files of the Delta table.
+    pub files: Arc<Vec<DataFile>>,
+}
+
+#[derive(Debug)]
+pub(crate) struct TableState {
+    pub(crate) schema: SchemaRef,
+    pub(crate) active: Vec<RecordBatch>,
+    pub(crate) active_rows: usize,
+    /// Rows taken by a flush in progress (or a failed one, to retry): visible, not yet in Delta.
+    pub(crate) persisting: Vec<RecordBatch>,
+    pub(crate) persisting_segment: Option<u64>,
+    pub(crate) files: Arc<Vec<DataFile>>,
+}
+
+/// A table: name and state behind a lock held only for short, non-blocking sections.
+#[derive(Debug)]
+pub(crate) struct Table {
+    pub(crate) name: String,
+    pub(crate) state: Mutex<TableState>,
+    /// Serialises Delta commits of this table (flush and compaction).
+    pub(crate) delta: tokio::sync::Mutex<Option<crate::delta::DeltaHandle>>,
+}
+
+impl Table {
+    pub(crate) fn new(
+        name: &str,
+        schema: SchemaRef,
+        files: Vec<DataFile>,
+        delta: Option<crate::delta::DeltaHandle>,
+    ) -> Self {
+        Self {
+            name: name.to_string(),
+            state: Mutex::new(TableState {
+                schema,
+                active: Vec::new(),
+                active_rows: 0,
+                persisting: Vec::new(),
+                persisting_segment: None,
+                files: Arc::new(files),
+            }),
+            delta: tokio::sync::Mutex::new(delta),
+        }
+    }
+
+    /// Checks `incoming` against the table's schema and adds its new columns.
+    pub(crate) fn evolve(&self, incoming: &Schema) -> Result<()> {
+        let mut state = self.state.lock();
+        let merged = merge_schema(&self.name, &state.schema, incoming)?;
+        if let Some(merged) = merged {
+            state.schema = Arc::new(merged);
+        }
+        Ok(())
+    }
+
+    /// Appends a batch to the buffer (called on the WAL thread after the fsync).
+    pub(crate) fn append(&self, batch: RecordBatch) {
+        let mut state = self.state.lock();
+        state.active_rows += batch.num_rows();
+        state.active.push(batch);
+        let small_tail = state
+            .active
+            .iter()
+            .rev()
+            .take_while(|b| b.num_rows() < SMALL_BATCH_ROWS)
+            .count();
+        if small_tail >= COALESCE_COUNT {
+            let schema = state.schema.clone();
+            let start = state.active.len() - small_tail;
+            let tail: Vec<RecordBatch> = state.active.drain(start..).collect();
+            match tail
+                .iter()
+                .map(|b| project(b, &schema))
+                .collect::<Result<Vec<_>>>()
+                .and_then(|p| concat_batches(&schema, &p).map_err(Error::from))
+            {
+                Ok(merged) => state.active.push(merged),
+                Err(e) => {
+                    tracing::error!(table = %self.name, error = %e, "could not merge small batches");
+                    state.active.extend(tail);
+                }
+            }
+        }
+    }
+
+    /// Moves the active rows to the persisting set (on the WAL thread, at rotation).
+    pub(crate) fn start_persist(&self, segment: u64) {
+        let mut state = self.state.lock();
+        if state.active.is_empty() {
+            return;
+        }
+        let active = std::mem::take(&mut state.active);
+        state.active_rows = 0;
+        state.persisting.extend(active);
+        state.persisting_segment = Some(segment);
+    }
+
+    /// A consistent view for a query.
+    pub(crate) fn snapshot(&self) -> Result<TableSnapshot> {
+        let state = self.state.lock();
+        let schema = state.schema.clone();
+        let batches = state
+            .persisting
+            .iter()
+            .chain(state.active.iter())
+            .map(|b| project(b, &schema))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(TableSnapshot {
+            schema,
+            batches,
+            files: state.files.clone(),
+        })
+    }
+
+    pub(crate) fn buffered_rows(&self) -> usize {
+        let state = self.state.lock();
+        state.active_rows
+            + state
+                .persisting
+                .iter()
+                .map(RecordBatch::num_rows)
+                .sum::<usize>()
+    }
+}
+
+/// Projects `batch` onto `schema`: same column order, null columns for what it lacks.
+pub(crate) fn project(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+    if batch.schema_ref() == schema {
+        return Ok(batch.clone());
+    }
+    let columns: Vec<ArrayRef> = schema
+        .fields()
+        .iter()
+        .map(|f| match batch.column_by_name(f.name()) {
+            Some(c) => c.clone(),
+            None => new_null_array(f.data_type(), batch.num_rows()),
+        })
+        .collect();
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
+}
+
+/// Checks the incoming columns against the existing schema; returns the widened schema when
+/// the incoming batch has new columns, `None` when nothing changes.
+pub(crate) fn merge_schema(
+    table: &str,
+    existing: &Schema,
+    incoming: &Schema,
+) -> Result<Option<Schema>> {
+    let mut fields: Vec<_> = existing.fields().iter().cloned().collect();
+    let mut changed = false;
+    for field in incoming.fields() {
+        validate_column(field)?;
+        match existing.field_with_name(field.name()) {
+            Ok(have) => {
+                if have.data_type() != field.data_type() {
+                    return Err(Error::TypeConflict {
+                        table: table.to_string(),
+                        column: field.name().clone(),
+                        existing: describe_type(have.data_type()),
+                        given: describe_type(field.data_type()),
+                    });
+                }
+            }
+            Err(_) => {
+                let mut f = field.as_ref().clone();
+                if role_of(&f) != ColumnRole::Time {
+                    f = f.with_nullable(true);
+                }
+                fields.push(Arc::new(f));
+                changed = true;
+            }
+        }
+    }
+    Ok(changed.then(|| Schema::new(fields)))
+}
+
+/// Checks that a field follows the table conventions.
+pub(crate) fn validate_column(field: &arrow::datatypes::Field) -> Result<()> {
+    validate_column_name(field.name()).map_err(Error::InvalidWrite)?;
+    let ok = match role_of(field) {
+        ColumnRole::Time => field.name() == TIME_COLUMN && field.data_type() == &time_type(),
+        ColumnRole::Tag => field.data_type() == &tag_type(),
+        ColumnRole::Field => is_supported_field_type(field.data_type()),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidWrite(format!(
+            "column '{}' has unsupported type {}",
+            field.name(),
+            field.data_type()
+        )))
+    }
+}
+
+/// Checks that a batch can be written: a non-null `time` column and supported columns.
+pub(crate) fn validate_batch(batch: &RecordBatch) -> Result<()> {
+    let time = batch
+        .schema()
+        .column_with_name(TIME_COLUMN)
+        .map(|(i, _)| i)
+        .ok_or_else(|| Error::InvalidWrite("every row needs a 'time' column".into()))?;
+    if batch.column(time).null_count() > 0 {
+        return Err(Error::InvalidWrite("'time' must not be null".into()));
+    }
+    for field in batch.schema().fields() {
+        validate_column(field)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::datatypes::DataType;
+    use civiclake_core::{field_column, tag_column, time_column};
+
+    #[test]
+    fn merge_adds_columns_and_reports_conflicts() {
+        let a = Schema::new(vec![
+            time_column(),
+            tag_column("sensor"),
+            field_column("v", DataType::Float64),
+        ]);
+        let b = Schema::new(vec![time_column(), field_column("w", DataType::Int64)]);
+        let merged = merge_schema("air", &a, &b).unwrap().unwrap();
+        assert_eq!(merged.fields().len(), 4);
+        assert_eq!(merged.field(3).name(), "w");
+        assert!(merge_schema("air", &merged, &a).unwrap().is_none());
+        let c = Schema::new(vec![time_column(), field_column("v", DataType::Utf8)]);
+        let err = merge_schema("air", &a, &c).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "column 'v' of table 'air' is float, but the write gives string"
+        );
+    }
+}

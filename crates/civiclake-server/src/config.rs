@@ -1,0 +1,646 @@
+//! Configuration of `civiclake serve`, documented once.
+//!
+//! Every setting has one definition below (a clap argument with its doc comment). It can be
+//! given, from lowest to highest precedence, as the default, in the TOML file (`--config`),
+//! as an environment variable and as a command-line flag. Names follow one rule: the TOML
+//! key `key` of section `[section]` is the flag `--section-key` and the variable
+//! `CIVICLAKE_SECTION__KEY`; top-level keys are `--key` and `CIVICLAKE_KEY`.
+//! `deploy/civiclake.example.toml` is generated from these definitions
+//! (`civiclake config example`), and a test checks that it is current.
+
+use clap::{Args, CommandFactory, Parser};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// A duration written like `10s`, `5min`, `250ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl FromStr for HumanDuration {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        humantime::parse_duration(s.trim())
+            .map(HumanDuration)
+            .map_err(|e| format!("invalid duration '{s}': {e} (e.g. 10s, 5min, 250ms)"))
+    }
+}
+
+impl Serialize for HumanDuration {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(self.0).to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// A size in bytes written like `512MiB`, `1GiB`, `64kB` or a plain number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl FromStr for ByteSize {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("invalid size '{s}' (e.g. 512MiB, 1GiB, 1000000)"))?;
+        let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "kb" => 1_000,
+            "kib" | "k" => 1 << 10,
+            "mb" => 1_000_000,
+            "mib" | "m" => 1 << 20,
+            "gb" => 1_000_000_000,
+            "gib" | "g" => 1 << 30,
+            _ => {
+                return Err(format!(
+                    "invalid size unit in '{s}': use B, kB, KiB, MB, MiB, GB or GiB"
+                ));
+            }
+        };
+        n.checked_mul(mult)
+            .map(ByteSize)
+            .ok_or_else(|| format!("size '{s}' is too large"))
+    }
+}
+
+impl Serialize for ByteSize {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let b = self.0;
+        let text = if b >= 1 << 30 && b % (1 << 30) == 0 {
+            format!("{}GiB", b >> 30)
+        } else if b >= 1 << 20 && b % (1 << 20) == 0 {
+            format!("{}MiB", b >> 20)
+        } else {
+            b.to_string()
+        };
+        s.serialize_str(&text)
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(u64),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::N(n) => Ok(ByteSize(n)),
+            Raw::S(s) => s.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Write-ahead log settings.
+#[derive(Debug, Clone, Default, Args, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WalSettings {
+    /// fsync the WAL before acknowledging a write. Off, a power cut can lose acknowledged rows.
+    #[arg(long = "wal-fsync", env = "CIVICLAKE_WAL__FSYNC", value_name = "BOOL", action = clap::ArgAction::Set)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fsync: Option<bool>,
+    /// A WAL segment is closed and a new one started past this size.
+    #[arg(
+        long = "wal-segment-size",
+        env = "CIVICLAKE_WAL__SEGMENT_SIZE",
+        value_name = "SIZE"
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub segment_size: Option<ByteSize>,
+}
+
+/// When the buffer is flushed to Delta Lake.
+#[derive(Debug, Clone, Default, Args, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FlushSettings {
+    /// Flush once the oldest buffered row is this old.
+    #[arg(
+        long = "flush-max-age",
+        env = "CIVICLAKE_FLUSH__MAX_AGE",
+        value_name = "DURATION"
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<HumanDuration>,
+    /// Flush once this many rows are buffered.
+    #[arg(
+        long = "flush-max-rows",
+        env = "CIVICLAKE_FLUSH__MAX_ROWS",
+        value_name = "ROWS"
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_rows: Option<usize>,
+}
+
+/// Parquet file layout.
+#[derive(Debug, Clone, Default, Args, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ParquetSettings {
+    /// Rows per Parquet row group (smaller groups prune better, larger compress better).
+    #[arg(
+        long = "parquet-row-group-rows",
+        env = "CIVICLAKE_PARQUET__ROW_GROUP_ROWS",
+        value_name = "ROWS"
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub row_group_rows: Option<usize>,
+    /// zstd compression level of Parquet pages (1-22).
+    #[arg(
+        long = "parquet-zstd-level",
+        env = "CIVICLAKE_PARQUET__ZSTD_LEVEL",
+        value_name = "LEVEL"
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zstd_level: Option<i32>,
+}
+
+/// Background compaction of small files.
+#[derive(Debug, Clone, Default, Args, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CompactionSettings {
+    /// Merge the small files of a day partition once there are at least this many.
+    #[arg(
+        long = "compaction-min-files",
+        env = "CIVICLAKE_COMPACTION__MIN_FILES",
+        value_name = "N"
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_files: Option<usize>,
+    /// Files with fewer rows than this are small; merged files are at most about this big.
+    #[arg(
+        long = "compaction-target-rows",
+        env = "CIVICLAKE_COMPACTION__TARGET_ROWS",
+        value_name = "ROWS"
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_rows: Option<usize>,
+    /// How often compaction looks for work.
+    #[arg(
+        long = "compaction-interval",
+        env = "CIVICLAKE_COMPACTION__INTERVAL",
+        value_name = "DURATION"
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interval: Option<HumanDuration>,
+    /// Files replaced by compaction are deleted after this grace period (running queries may still read them).
+    #[arg(
+        long = "compaction-vacuum-grace",
+        env = "CIVICLAKE_COMPACTION__VACUUM_GRACE",
+        value_name = "DURATION"
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vacuum_grace: Option<HumanDuration>,
+}
+
+/// Limits of SQL queries.
+#[derive(Debug, Clone, Default, Args, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QuerySettings {
+    /// Memory one query may use before it fails with an error.
+    #[arg(
+        long = "query-memory-limit",
+        env = "CIVICLAKE_QUERY__MEMORY_LIMIT",
+        value_name = "SIZE"
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_limit: Option<ByteSize>,
+    /// Time one query may run before it is cancelled.
+    #[arg(
+        long = "query-timeout",
+        env = "CIVICLAKE_QUERY__TIMEOUT",
+        value_name = "DURATION"
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<HumanDuration>,
+    /// Parallelism of one query; 0 means the number of cores.
+    #[arg(
+        long = "query-target-partitions",
+        env = "CIVICLAKE_QUERY__TARGET_PARTITIONS",
+        value_name = "N"
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_partitions: Option<usize>,
+}
+
+/// HTTP API settings.
+#[derive(Debug, Clone, Default, Args, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Largest request body accepted (a bigger write gets 413).
+    #[arg(
+        long = "http-max-body-size",
+        env = "CIVICLAKE_HTTP__MAX_BODY_SIZE",
+        value_name = "SIZE"
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_body_size: Option<ByteSize>,
+}
+
+/// Logging settings.
+#[derive(Debug, Clone, Default, Args, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// Log format: text or json.
+    #[arg(
+        long = "log-format",
+        env = "CIVICLAKE_LOG__FORMAT",
+        value_name = "FORMAT"
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub format: Option<LogFormat>,
+    /// Log filter in tracing's syntax, e.g. `info` or `civiclake_lake=debug,info`.
+    #[arg(
+        long = "log-filter",
+        env = "CIVICLAKE_LOG__FILTER",
+        value_name = "FILTER"
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
+}
+
+/// Settings of `civiclake serve`; every field optional so that layers can be merged.
+#[derive(Debug, Clone, Default, Args, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServeSettings {
+    /// Directory of the write-ahead log and the Delta Lake tables.
+    #[arg(long = "data-dir", env = "CIVICLAKE_DATA_DIR", value_name = "DIR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// Address of the HTTP API (use port 0 for any free port; the address is logged).
+    #[arg(long = "http-addr", env = "CIVICLAKE_HTTP_ADDR", value_name = "ADDR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_addr: Option<SocketAddr>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub wal: WalSettings,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub flush: FlushSettings,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub parquet: ParquetSettings,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub compaction: CompactionSettings,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub query: QuerySettings,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub http: HttpSettings,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub log: LogSettings,
+}
+
+/// `civiclake serve` arguments: a config file and the settings.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// TOML configuration file (see deploy/civiclake.example.toml).
+    #[arg(long, env = "CIVICLAKE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub settings: ServeSettings,
+}
+
+/// Every setting with a value.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// HTTP address.
+    pub http_addr: SocketAddr,
+    /// Lake settings.
+    pub lake: civiclake_lake::LakeConfig,
+    /// Query limits.
+    pub query: civiclake_query::QueryConfig,
+    /// Largest request body.
+    pub max_body_bytes: usize,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Log filter.
+    pub log_filter: String,
+}
+
+/// The defaults, as a fully populated settings value.
+pub fn defaults() -> ServeSettings {
+    let lake = civiclake_lake::LakeConfig::new("data");
+    let query = civiclake_query::QueryConfig::default();
+    ServeSettings {
+        data_dir: Some(PathBuf::from("data")),
+        http_addr: Some(SocketAddr::from(([127, 0, 0, 1], 8080))),
+        wal: WalSettings {
+            fsync: Some(lake.wal_fsync),
+            segment_size: Some(ByteSize(lake.wal_segment_bytes)),
+        },
+        flush: FlushSettings {
+            max_age: Some(HumanDuration(lake.flush_max_age)),
+            max_rows: Some(lake.flush_max_rows),
+        },
+        parquet: ParquetSettings {
+            row_group_rows: Some(lake.row_group_rows),
+            zstd_level: Some(lake.zstd_level),
+        },
+        compaction: CompactionSettings {
+            min_files: Some(lake.compaction_min_files),
+            target_rows: Some(lake.compaction_target_rows),
+            interval: Some(HumanDuration(lake.compaction_interval)),
+            vacuum_grace: Some(HumanDuration(lake.vacuum_grace)),
+        },
+        query: QuerySettings {
+            memory_limit: Some(ByteSize(query.memory_limit as u64)),
+            timeout: Some(HumanDuration(query.timeout)),
+            target_partitions: Some(query.target_partitions),
+        },
+        http: HttpSettings {
+            max_body_size: Some(ByteSize(64 << 20)),
+        },
+        log: LogSettings {
+            format: Some(LogFormat::Text),
+            filter: Some("info".into()),
+        },
+    }
+}
+
+/// An error in the configuration.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(pub String);
+
+fn overlay(base: &mut Value, top: Value) {
+    match (base, top) {
+        (Value::Object(b), Value::Object(t)) => {
+            for (k, v) in t {
+                match b.get_mut(&k) {
+                    Some(slot) => overlay(slot, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (slot, Value::Null) => {
+            let _ = slot;
+        }
+        (slot, v) => *slot = v,
+    }
+}
+
+fn to_value(s: &ServeSettings) -> Result<Value, ConfigError> {
+    serde_json::to_value(s).map_err(|e| ConfigError(e.to_string()))
+}
+
+impl ServeArgs {
+    /// Merges defaults < TOML file < environment and flags (clap already put flags above env).
+    pub fn resolve(&self) -> Result<Config, ConfigError> {
+        let mut merged = to_value(&defaults())?;
+        if let Some(path) = &self.config {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
+            let file: ServeSettings = toml::from_str(&text)
+                .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
+            overlay(&mut merged, to_value(&file)?);
+        }
+        overlay(&mut merged, to_value(&self.settings)?);
+        let s: ServeSettings =
+            serde_json::from_value(merged).map_err(|e| ConfigError(e.to_string()))?;
+        let missing = || ConfigError("a setting has no value".into());
+        let data_dir = s.data_dir.ok_or_else(missing)?;
+        let mut lake = civiclake_lake::LakeConfig::new(&data_dir);
+        lake.wal_fsync = s.wal.fsync.ok_or_else(missing)?;
+        lake.wal_segment_bytes = s.wal.segment_size.ok_or_else(missing)?.0;
+        lake.flush_max_age = s.flush.max_age.ok_or_else(missing)?.0;
+        lake.flush_max_rows = s.flush.max_rows.ok_or_else(missing)?;
+        lake.row_group_rows = s.parquet.row_group_rows.ok_or_else(missing)?;
+        lake.zstd_level = s.parquet.zstd_level.ok_or_else(missing)?;
+        lake.compaction_min_files = s.compaction.min_files.ok_or_else(missing)?;
+        lake.compaction_target_rows = s.compaction.target_rows.ok_or_else(missing)?;
+        lake.compaction_interval = s.compaction.interval.ok_or_else(missing)?.0;
+        lake.vacuum_grace = s.compaction.vacuum_grace.ok_or_else(missing)?.0;
+        if lake.row_group_rows == 0 || lake.flush_max_rows == 0 {
+            return Err(ConfigError(
+                "parquet.row_group_rows and flush.max_rows must be positive".into(),
+            ));
+        }
+        if !(1..=22).contains(&lake.zstd_level) {
+            return Err(ConfigError(
+                "parquet.zstd_level must be between 1 and 22".into(),
+            ));
+        }
+        let query = civiclake_query::QueryConfig {
+            memory_limit: usize::try_from(s.query.memory_limit.ok_or_else(missing)?.0)
+                .unwrap_or(usize::MAX),
+            timeout: s.query.timeout.ok_or_else(missing)?.0,
+            target_partitions: s.query.target_partitions.ok_or_else(missing)?,
+        };
+        Ok(Config {
+            http_addr: s.http_addr.ok_or_else(missing)?,
+            data_dir,
+            lake,
+            query,
+            max_body_bytes: usize::try_from(s.http.max_body_size.ok_or_else(missing)?.0)
+                .unwrap_or(usize::MAX),
+            log_format: s.log.format.ok_or_else(missing)?,
+            log_filter: s.log.filter.ok_or_else(missing)?,
+        })
+    }
+}
+
+#[derive(Parser)]
+struct Probe {
+    #[command(flatten)]
+    args: ServeArgs,
+}
+
+/// Section and key of a setting from its environment variable name.
+fn toml_key(env: &str) -> Option<(Option<String>, String)> {
+    let rest = env.strip_prefix("CIVICLAKE_")?.to_ascii_lowercase();
+    Some(match rest.split_once("__") {
+        Some((section, key)) => (Some(section.to_string()), key.to_string()),
+        None => (None, rest),
+    })
+}
+
+fn default_of(defaults: &Value, section: Option<&str>, key: &str) -> Option<Value> {
+    let obj: &Map<String, Value> = match section {
+        Some(s) => defaults.get(s)?.as_object()?,
+        None => defaults.as_object()?,
+    };
+    obj.get(key).cloned()
+}
+
+fn toml_literal(v: &Value) -> String {
+    match v {
+        Value::String(s) => format!("{s:?}"),
+        other => other.to_string(),
+    }
+}
+
+/// Adds `[default: ...]` to the help of every setting (the defaults live in [`defaults`]).
+pub fn with_defaults_in_help(cmd: clap::Command) -> clap::Command {
+    let Ok(defaults) = serde_json::to_value(defaults()) else {
+        return cmd;
+    };
+    cmd.mut_args(|arg| {
+        let Some(env) = arg.get_env().and_then(|e| e.to_str()).map(str::to_string) else {
+            return arg;
+        };
+        let Some((section, key)) = toml_key(&env) else {
+            return arg;
+        };
+        match default_of(&defaults, section.as_deref(), &key) {
+            Some(v) => {
+                let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+                arg.help(format!(
+                    "{help} [default: {}]",
+                    toml_literal(&v).trim_matches('"')
+                ))
+            }
+            None => arg,
+        }
+    })
+}
+
+/// The example configuration file, generated from the argument definitions and defaults.
+pub fn example_toml() -> String {
+    let cmd = Probe::command();
+    let defaults = serde_json::to_value(defaults()).unwrap_or(Value::Null);
+    let mut top = String::new();
+    let mut sections: Vec<(String, String)> = Vec::new();
+    for arg in cmd.get_arguments() {
+        let Some(env) = arg.get_env().and_then(|e| e.to_str()) else {
+            continue;
+        };
+        let Some((section, key)) = toml_key(env) else {
+            continue;
+        };
+        let Some(value) = default_of(&defaults, section.as_deref(), &key) else {
+            continue;
+        };
+        let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+        let flag = arg.get_long().unwrap_or_default();
+        let entry = format!(
+            "# {help}\n# (flag --{flag}, environment {env})\n# {key} = {}\n\n",
+            toml_literal(&value)
+        );
+        match section {
+            None => top.push_str(&entry),
+            Some(s) => match sections.iter_mut().find(|(name, _)| *name == s) {
+                Some((_, body)) => body.push_str(&entry),
+                None => sections.push((s, entry)),
+            },
+        }
+    }
+    let mut out = String::from(
+        "# civiclake configuration: every setting with its default (generated by `civiclake config example`).\n\
+         # Precedence: defaults < this file (--config) < environment variables < command-line flags.\n\
+         # Uncomment and change what you need.\n\n",
+    );
+    out.push_str(&top);
+    for (name, body) in sections {
+        out.push_str(&format!("[{name}]\n\n{body}"));
+    }
+    out.trim_end().to_string() + "\n"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> ServeArgs {
+        let mut full = vec!["probe"];
+        full.extend_from_slice(args);
+        Probe::try_parse_from(full).unwrap().args
+    }
+
+    #[test]
+    fn layers_merge_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "data_dir = \"/from/file\"\n[flush]\nmax_age = \"3s\"\nmax_rows = 10\n[query]\nmemory_limit = \"256MiB\"\n").unwrap();
+        let args = parse(&["--config", file.to_str().unwrap(), "--flush-max-rows", "20"]);
+        let c = args.resolve().unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/from/file"));
+        assert_eq!(c.lake.flush_max_age, Duration::from_secs(3));
+        assert_eq!(c.lake.flush_max_rows, 20);
+        assert_eq!(c.query.memory_limit, 256 << 20);
+        assert_eq!(c.http_addr.port(), 8080);
+        assert!(c.lake.wal_fsync);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "[flush]\nmax_agee = \"3s\"\n").unwrap();
+        let err = parse(&["--config", file.to_str().unwrap()])
+            .resolve()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("max_agee"), "{err}");
+        assert!("5 parsecs".parse::<HumanDuration>().is_err());
+        assert_eq!("2GiB".parse::<ByteSize>().unwrap(), ByteSize(2 << 30));
+        assert!("2XB".parse::<ByteSize>().is_err());
+    }
+
+    #[test]
+    fn example_file_is_current() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../deploy/civiclake.example.toml"
+        );
+        let committed = std::fs::read_to_string(path).unwrap_or_default();
+        assert_eq!(
+            committed,
+            example_toml(),
+            "regenerate with: cargo run -- config example > deploy/civiclake.example.toml"
+        );
+        let parsed: ServeSettings = toml::from_str(&example_toml()).unwrap();
+        assert!(parsed.data_dir.is_none());
+    }
+
+    #[test]
+    fn every_setting_has_an_env_name_that_maps_to_its_toml_key() {
+        let defaults = serde_json::to_value(defaults()).unwrap();
+        for arg in Probe::command().get_arguments() {
+            let env = arg.get_env().and_then(|e| e.to_str()).unwrap().to_string();
+            if env == "CIVICLAKE_CONFIG" {
+                continue;
+            }
+            let (section, key) = toml_key(&env).unwrap();
+            assert!(
+                default_of(&defaults, section.as_deref(), &key).is_some(),
+                "{env} has no default"
+            );
+            let flag = arg.get_long().unwrap();
+            let expected = match &section {
+                Some(s) => format!("{s}-{}", key.replace('_', "-")),
+                None => key.replace('_', "-"),
+            };
+            assert_eq!(flag, expected);
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! The composition root of civiclake: reads the configuration, opens the lake, builds the
+//! query engine and the HTTP API, runs the background flush and compaction, and shuts
+//! everything down in order (HTTP stops accepting, the buffer is flushed to Delta, the WAL
+//! thread stops).
+
+pub mod config;
+
+use civiclake_api::{ApiConfig, ApiMetrics, AppState};
+use civiclake_lake::{Lake, OpenMode};
+use civiclake_query::QueryEngine;
+use config::{Config, LogFormat};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::watch;
+
+/// An error that stops the server.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bad configuration.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// The lake could not be opened or closed.
+    #[error(transparent)]
+    Lake(#[from] civiclake_lake::Error),
+    /// The query engine could not be built.
+    #[error(transparent)]
+    Query(#[from] civiclake_query::Error),
+    /// The HTTP listener failed.
+    #[error("HTTP server on {addr}: {source}")]
+    Http {
+        /// Address.
+        addr: SocketAddr,
+        /// Cause.
+        source: std::io::Error,
+    },
+}
+
+/// Sets up logging (call once, from the binary).
+pub fn init_logging(format: LogFormat, filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(filter))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct Server {
+    /// The address the HTTP API listens on.
+    pub addr: SocketAddr,
+    /// The lake.
+    pub lake: Arc<Lake>,
+    /// The query engine.
+    pub engine: QueryEngine,
+    shutdown: watch::Sender<bool>,
+    http: tokio::task::JoinHandle<std::io::Result<()>>,
+    background: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    /// Opens the lake (replaying the WAL) and starts serving.
+    pub async fn start(config: &Config) -> Result<Self, Error> {
+        let lake = Lake::open(config.lake.clone(), OpenMode::ReadWrite).await?;
+        let engine = QueryEngine::new(lake.clone(), config.query.clone())?;
+        let state = AppState {
+            lake: lake.clone(),
+            engine: engine.clone(),
+            metrics: Arc::new(ApiMetrics::default()),
+            started: Instant::now(),
+        };
+        let app = civiclake_api::router(
+            state,
+            &ApiConfig {
+                max_body_bytes: config.max_body_bytes,
+            },
+        );
+        let listener = tokio::net::TcpListener::bind(config.http_addr)
+            .await
+            .map_err(|source| Error::Http {
+                addr: config.http_addr,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| Error::Http {
+            addr: config.http_addr,
+            source,
+        })?;
+        let (shutdown, rx) = watch::channel(false);
+        let mut http_rx = rx.clone();
+        let http = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = http_rx.wait_for(|stop| *stop).await;
+                })
+                .await
+        });
+        let background = tokio::spawn(lake.clone().run_background(rx));
+        tracing::info!(%addr, data_dir = %config.data_dir.display(), "civiclake is serving");
+        Ok(Self {
+            addr,
+            lake,
+            engine,
+            shutdown,
+            http,
+            background,
+        })
+    }
+
+    /// Stops HTTP, flushes the buffer to Delta and stops the WAL.
+    pub async fn stop(self) -> Result<(), Error> {
+        let _ = self.shutdown.send(true);
+        let _ = self.http.await;
+        let _ = self.background.await;
+        let stats = self.lake.shutdown().await?;
+        tracing::info!(
+            rows = stats.rows,
+            files = stats.files,
+            "flushed the buffer; stopped"
+        );
+        Ok(())
+    }
+}
+
+/// Waits for SIGTERM or Ctrl-C.
+pub async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+/// `civiclake serve`: runs until SIGTERM or Ctrl-C, then shuts down gracefully.
+pub async fn serve(config: Config) -> Result<(), Error> {
+    let server = Server::start(&config).await?;
+    // One line on stdout that scripts and tests can wait for.
+    println!("civiclake listening on http://{}", server.addr);
+    wait_for_signal().await;
+    tracing::info!("shutting down: flushing the buffer to Delta");
+    server.stop().await
+}

@@ -1,0 +1,87 @@
+//! `civiclake`: the command-line entry point. No logic lives here: each subcommand parses its
+//! arguments and calls the crate that does the work.
+
+mod import;
+mod sql;
+
+use civiclake_server::config::{ServeArgs, example_toml, with_defaults_in_help};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use std::process::ExitCode;
+
+/// A streaming data lakehouse for a city: sensor feeds and the city's own software in one
+/// SQL-queryable Delta Lake.
+#[derive(Debug, Parser)]
+#[command(name = "civiclake", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the platform: HTTP API, WAL, buffer and Delta Lake tables.
+    Serve(ServeArgs),
+    /// Run SQL: one query, or an interactive prompt when no query is given.
+    Sql(sql::SqlArgs),
+    /// Import CSV, Parquet, NDJSON or line-protocol files into a table.
+    Import(import::ImportArgs),
+    /// Configuration helpers.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigAction {
+    /// Print the example configuration file with every setting and its default.
+    Example,
+}
+
+fn command() -> clap::Command {
+    Cli::command().mut_subcommand("serve", with_defaults_in_help)
+}
+
+fn main() -> ExitCode {
+    let matches = command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result: Result<(), String> = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => {
+                let config = args.resolve().map_err(|e| e.to_string())?;
+                civiclake_server::init_logging(config.log_format, &config.log_filter);
+                civiclake_server::serve(config)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            Command::Sql(args) => sql::run(args).await,
+            Command::Import(args) => import::run(args).await,
+            Command::Config {
+                action: ConfigAction::Example,
+            } => {
+                print!("{}", example_toml());
+                Ok(())
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

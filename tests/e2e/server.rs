@@ -1,0 +1,157 @@
+//! Starting and stopping the real binary for a test.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Path of the binary under test.
+pub(crate) fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_civiclake"))
+}
+
+/// A running `civiclake serve`.
+pub(crate) struct TestServer {
+    pub(crate) child: Child,
+    pub(crate) url: String,
+    pub(crate) data_dir: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+impl TestServer {
+    /// Starts a server on a free loopback port over `data_dir`, with extra environment.
+    pub(crate) fn start(data_dir: &Path, env: &[(&str, &str)]) -> Self {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut cmd = Command::new(binary());
+        cmd.args(["serve", "--http-addr", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env("CIVICLAKE_LOG__FILTER", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in &env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start civiclake serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("civiclake listening on ") {
+                    let _ = tx.send(url.trim().to_string());
+                }
+            }
+        });
+        let url = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the server did not print its address within 60 s");
+        Self {
+            child,
+            url,
+            data_dir: data_dir.to_path_buf(),
+            env,
+        }
+    }
+
+    /// Starts another server over the same data directory with the same settings.
+    pub(crate) fn restart(&self) -> Self {
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        TestServer::start(&self.data_dir, &env)
+    }
+
+    /// Kills the process at once (SIGKILL), as a power cut or an OOM kill would.
+    pub(crate) fn kill9(&mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("wait");
+    }
+
+    /// Asks for a graceful stop (SIGTERM) and waits for the exit status.
+    pub(crate) fn terminate(&mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the server did not stop within 60 s of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub(crate) fn client() -> reqwest::blocking::Client {
+        reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(120))
+            .build()
+            .expect("client")
+    }
+
+    /// Writes line protocol to `table` and asserts a 204.
+    pub(crate) fn write_lp(&self, table: &str, body: &str) {
+        let r = Self::client()
+            .post(format!("{}/api/v1/write?table={table}", self.url))
+            .header("content-type", "text/plain")
+            .body(body.to_string())
+            .send()
+            .expect("write");
+        let status = r.status();
+        assert_eq!(
+            status,
+            204,
+            "write failed: {}",
+            r.text().unwrap_or_default()
+        );
+    }
+
+    /// Runs SQL and returns the JSON rows.
+    pub(crate) fn query(&self, sql: &str) -> Vec<serde_json::Value> {
+        let r = Self::client()
+            .post(format!("{}/api/v1/query", self.url))
+            .json(&serde_json::json!({"sql": sql}))
+            .send()
+            .expect("query");
+        let status = r.status();
+        let text = r.text().expect("body");
+        assert_eq!(status, 200, "query {sql} failed: {text}");
+        serde_json::from_str::<Vec<serde_json::Value>>(&text).expect("JSON array")
+    }
+
+    /// Runs SQL returning one number.
+    pub(crate) fn scalar(&self, sql: &str) -> f64 {
+        let rows = self.query(sql);
+        let row = rows.first().and_then(|r| r.as_object()).expect("one row");
+        row.values()
+            .next()
+            .and_then(|v| v.as_f64())
+            .expect("a number")
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until `cond` holds, or fails after `timeout`.
+pub(crate) fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
