@@ -516,12 +516,12 @@ impl Lake {
                 merged_any = true;
             }
             let mut guard = table.delta.lock().await;
-            if let Some(handle) = guard.as_mut() {
-                if merged_any || force || handle.state.version() % 10 == 0 {
-                    match handle.vacuum(self.config.vacuum_grace).await {
-                        Ok(n) => stats.files_vacuumed += n,
-                        Err(e) => tracing::warn!(table = %table.name, error = %e, "vacuum failed"),
-                    }
+            if let Some(handle) = guard.as_mut()
+                && (merged_any || force || handle.state.version() % 10 == 0)
+            {
+                match handle.vacuum(self.config.vacuum_grace).await {
+                    Ok(n) => stats.files_vacuumed += n,
+                    Err(e) => tracing::warn!(table = %table.name, error = %e, "vacuum failed"),
                 }
             }
         }
@@ -591,10 +591,10 @@ impl Lake {
             if *shutdown.borrow() {
                 break;
             }
-            if self.flush_due() {
-                if let Err(e) = self.flush().await {
-                    tracing::error!(error = %e, "flush failed");
-                }
+            if self.flush_due()
+                && let Err(e) = self.flush().await
+            {
+                tracing::error!(error = %e, "flush failed");
             }
             if last_compaction.elapsed() >= self.config.compaction_interval {
                 last_compaction = Instant::now();

@@ -278,19 +278,16 @@ fn run(mut writer: Writer, rx: mpsc::Receiver<Command>) {
                 }
                 Command::Rotate { on_rotate, ack } => {
                     commit_group(&mut writer, &mut buf, &mut group);
-                    let result = writer.next().map(|closed| {
-                        on_rotate(closed);
-                        closed
-                    });
+                    let result = writer.next().inspect(|&closed| on_rotate(closed));
                     let _ = ack.send(result);
                 }
             }
         }
         commit_group(&mut writer, &mut buf, &mut group);
-        if writer.size >= writer.segment_bytes {
-            if let Err(e) = writer.next() {
-                tracing::error!(error = %e, "could not open the next WAL segment");
-            }
+        if writer.size >= writer.segment_bytes
+            && let Err(e) = writer.next()
+        {
+            tracing::error!(error = %e, "could not open the next WAL segment");
         }
     }
 }

@@ -78,9 +78,9 @@ impl FromStr for ByteSize {
 impl Serialize for ByteSize {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let b = self.0;
-        let text = if b >= 1 << 30 && b % (1 << 30) == 0 {
+        let text = if b >= 1 << 30 && b.is_multiple_of(1 << 30) {
             format!("{}GiB", b >> 30)
-        } else if b >= 1 << 20 && b % (1 << 20) == 0 {
+        } else if b >= 1 << 20 && b.is_multiple_of(1 << 20) {
             format!("{}MiB", b >> 20)
         } else {
             b.to_string()

@@ -41,7 +41,7 @@ pub(crate) struct SqlArgs {
 }
 
 enum Target {
-    Local(QueryEngine),
+    Local(Box<QueryEngine>),
     Remote {
         client: reqwest::Client,
         url: String,
@@ -133,9 +133,9 @@ pub(crate) async fn run(args: SqlArgs) -> Result<(), String> {
             let lake = Lake::open(LakeConfig::new(dir), OpenMode::ReadOnly)
                 .await
                 .map_err(|e| e.to_string())?;
-            Target::Local(
-                QueryEngine::new(lake, QueryConfig::default()).map_err(|e| e.to_string())?,
-            )
+            let engine =
+                QueryEngine::new(lake, QueryConfig::default()).map_err(|e| e.to_string())?;
+            Target::Local(Box::new(engine))
         }
         None => Target::Remote {
             client: reqwest::Client::new(),
