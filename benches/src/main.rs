@@ -48,6 +48,10 @@ struct Args {
     /// Times each query is run (the best and the median are reported).
     #[arg(long, default_value_t = 5)]
     repeat: usize,
+    /// How readings are valued: `full` (full-precision random walk, as the shared anchors) or
+    /// `sensor` (0.1 resolution, as real sensors report).
+    #[arg(long, value_enum, default_value_t = data::Values::Full)]
+    values: data::Values,
     /// Write the report to benches/RESULTS.md.
     #[arg(long)]
     write_results: bool,
@@ -165,13 +169,14 @@ fn run(args: Args) -> Result<(), String> {
         "generating {} rows of line protocol ({} sensors)...",
         args.rows, args.sensors
     );
-    let bodies = data::line_protocol_bodies(args.rows, args.batch, args.sensors);
+    let bodies = data::line_protocol_bodies(args.rows, args.batch, args.sensors, args.values);
     let raw_bytes: usize = bodies.iter().map(Vec::len).sum();
     let rows = bodies.len() * args.batch;
     let mut report = Vec::new();
     report.push(format!(
-        "Machine: {cores} cores. Data: {rows} rows = {} sensors, one reading a minute, table `air` (sensor tag, district tag, pm25 and battery floats, time); {:.1} MB of line protocol, {} lines per request, {} client threads.",
+        "Machine: {cores} cores. Data: {rows} rows = {} sensors, one reading a minute, table `air` (sensor tag, district tag, pm25 and battery floats, time), values `{:?}`; {:.1} MB of line protocol, {} lines per request, {} client threads.",
         args.sensors,
+        args.values,
         raw_bytes as f64 / 1e6,
         args.batch,
         args.clients
@@ -269,7 +274,7 @@ fn run(args: Args) -> Result<(), String> {
         )
     });
     report.push(format!(
-        "| bytes per row on disk after compaction (Parquet zstd, {files} files) | **{bytes_per_row:.2} B/row** ({:.2} with the Delta log) | {influx_disk} | ≤ 6 B/row |",
+        "| bytes per row on disk after compaction (Parquet zstd, {files} files) | **{bytes_per_row:.2} B/row** ({:.2} for the whole table directory: Delta log and replaced files awaiting vacuum) | {influx_disk} | ≤ 6 B/row |",
         table_dir_bytes as f64 / rows as f64
     ));
     report.push(format!(
@@ -281,7 +286,7 @@ fn run(args: Args) -> Result<(), String> {
     if args.write_results {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("RESULTS.md");
         let old = std::fs::read_to_string(&path).unwrap_or_default();
-        let header = "# Benchmark results\n\nProduced by `cargo build --release -p civiclake && cargo run --release -p civiclake-bench -- --write-results` (defaults: 10M rows, 10k lines per request, 4 clients).\nNewest run first; absolute figures are noisy on shared 2-core machines, the ratios measured in one run are what to compare.\n";
+        let header = "# Benchmark results\n\nProduced by `cargo build --release -p civiclake -p civiclake-bench && target/release/civiclake-bench --write-results [--values full|sensor]` (defaults: 10M rows, 4,000 sensors, 10k lines per request, 4 clients, full-precision values).\nNewest run first; absolute figures are noisy on shared 2-core machines, the ratios measured in one run are what to compare.\n";
         let previous = old
             .split_once("\n## ")
             .map(|(_, rest)| format!("\n## {rest}"))

@@ -249,7 +249,15 @@ fn bad_input_gets_clear_errors_and_nothing_is_lost() {
         .json(&json!({"sql": "SELECT 1", "format": "xml"}))
         .send()
         .unwrap();
-    assert_eq!(r.status(), 422);
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().unwrap();
+    assert!(v["error"].as_str().unwrap().contains("format"), "{v}");
+    let (status, v) = post("table=air&accept_partial=maybe", "text/plain", "air v=1");
+    assert_eq!(status, 400);
+    assert!(
+        v["error"].as_str().unwrap().contains("accept_partial"),
+        "{v}"
+    );
     // Still exactly the two good rows.
     assert_eq!(server.scalar("SELECT count(*) FROM air"), 2.0);
 }

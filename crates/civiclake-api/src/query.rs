@@ -5,6 +5,7 @@ use crate::error::{ApiError, ErrorBody};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use axum::Json;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};

@@ -4,6 +4,7 @@ use crate::AppState;
 use crate::error::{ApiError, ErrorBody};
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -187,10 +188,13 @@ fn now_micros() -> i64 {
 )]
 pub(crate) async fn write(
     State(state): State<AppState>,
-    Query(params): Query<WriteParams>,
+    params: Result<Query<WriteParams>, QueryRejection>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    let Query(params) = params.map_err(|e| {
+        ApiError::bad_request(format!("invalid write parameters: {}", e.body_text()))
+    })?;
     let opts = DecodeOptions {
         table: params.table,
         precision: precision(params.precision.as_deref())?,

@@ -400,13 +400,14 @@ impl Lake {
         schema: SchemaRef,
         batches: Vec<RecordBatch>,
     ) -> Result<(Vec<deltalake::kernel::Add>, Vec<DataFile>)> {
-        let props = writer_properties(self.config.row_group_rows, self.config.zstd_level)?;
+        let (row_group_rows, zstd_level) = (self.config.row_group_rows, self.config.zstd_level);
         let encoded = tokio::task::spawn_blocking(move || -> Result<Vec<_>> {
             let slices = sort_by_day(&schema, &batches)?;
             slices
                 .into_iter()
                 .map(|s| {
-                    let bytes = write_parquet(&s.batch, props.clone())?;
+                    let props = writer_properties(row_group_rows, zstd_level, &s.batch)?;
+                    let bytes = write_parquet(&s.batch, props)?;
                     let stats = delta_stats(&s.batch, s.min_time, s.max_time);
                     Ok((s, bytes, stats))
                 })
@@ -645,4 +646,147 @@ fn table_url(tables_dir: &std::path::Path, name: &str) -> Result<Url> {
 
 fn table_root(root: &Path, name: &str) -> String {
     format!("{root}/{name}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Float64Array, StringDictionaryBuilder, TimestampMicrosecondArray};
+    use arrow::datatypes::{DataType, Int32Type};
+    use civiclake_core::{field_column, tag_column, time_column};
+
+    fn batch(sensor: &str, start: i64, n: usize) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            time_column(),
+            tag_column("sensor"),
+            field_column("v", DataType::Float64),
+        ]));
+        let mut tags = StringDictionaryBuilder::<Int32Type>::new();
+        (0..n).for_each(|_| tags.append_value(sensor));
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(
+                    TimestampMicrosecondArray::from_iter_values((0..n as i64).map(|i| start + i))
+                        .with_timezone("UTC"),
+                ),
+                Arc::new(tags.finish()),
+                Arc::new(Float64Array::from_iter_values((0..n).map(|i| i as f64))),
+            ],
+        )
+        .unwrap()
+    }
+
+    fn rows(lake: &Lake, table: &str) -> (usize, usize) {
+        let snap = lake.snapshot(table).unwrap().unwrap();
+        let buffered = snap.batches.iter().map(RecordBatch::num_rows).sum();
+        let in_files = snap
+            .files
+            .iter()
+            .map(|f| f.rows.unwrap_or(0) as usize)
+            .sum();
+        (buffered, in_files)
+    }
+
+    fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn replay_skips_segments_already_committed_to_delta() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LakeConfig::new(dir.path());
+        let lake = Lake::open(config.clone(), OpenMode::ReadWrite)
+            .await
+            .unwrap();
+        lake.write(vec![("air".into(), batch("s1", 0, 100))])
+            .await
+            .unwrap();
+        lake.write(vec![("air".into(), batch("s2", 1_000, 50))])
+            .await
+            .unwrap();
+        assert_eq!(rows(&lake, "air"), (150, 0));
+        // Keep the WAL as it was before the flush: as if the process died after the Delta
+        // commit but before the WAL truncation.
+        let saved = dir.path().join("saved-wal");
+        copy_dir(&dir.path().join("wal"), &saved);
+        let stats = lake.flush().await.unwrap();
+        assert_eq!((stats.rows, stats.files), (150, 1));
+        assert_eq!(rows(&lake, "air"), (0, 150));
+        lake.write(vec![("air".into(), batch("s3", 2_000, 7))])
+            .await
+            .unwrap();
+        lake.wal.as_ref().unwrap().stop();
+        drop(lake);
+        copy_dir(&saved, &dir.path().join("wal"));
+
+        let lake = Lake::open(config, OpenMode::ReadWrite).await.unwrap();
+        // The 150 flushed rows come from Delta only; the 7 unflushed ones from the WAL.
+        assert_eq!(rows(&lake, "air"), (7, 150));
+        assert_eq!(lake.metrics().rows_replayed.load(Ordering::Relaxed), 7);
+        lake.shutdown().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn compaction_merges_a_day_and_keeps_every_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = LakeConfig::new(dir.path());
+        config.vacuum_grace = Duration::ZERO;
+        let lake = Lake::open(config.clone(), OpenMode::ReadWrite)
+            .await
+            .unwrap();
+        for i in 0..3 {
+            lake.write(vec![("air".into(), batch("s1", i * 10_000, 10))])
+                .await
+                .unwrap();
+            lake.flush().await.unwrap();
+        }
+        assert_eq!(lake.snapshot("air").unwrap().unwrap().files.len(), 3);
+        let stats = lake.compact(false).await.unwrap();
+        assert_eq!(stats.files_removed, 0, "below min_files nothing is merged");
+        let stats = lake.compact(true).await.unwrap();
+        assert_eq!((stats.files_removed, stats.files_added), (3, 1));
+        assert_eq!(rows(&lake, "air"), (0, 30));
+        // The replaced files are vacuumed once the (zero) grace period has passed, i.e. on a
+        // later millisecond than their removal.
+        let mut vacuumed = stats.files_vacuumed;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while vacuumed < 3 && Instant::now() < deadline {
+            vacuumed += lake.compact(true).await.unwrap().files_vacuumed;
+        }
+        assert_eq!(vacuumed, 3);
+        let parquet_files = std::fs::read_dir(dir.path().join("tables/air/day=1970-01-01"))
+            .unwrap()
+            .count();
+        assert_eq!(parquet_files, 1);
+        lake.shutdown().await.unwrap();
+        drop(lake);
+        let lake = Lake::open(config, OpenMode::ReadWrite).await.unwrap();
+        assert_eq!(rows(&lake, "air"), (0, 30));
+        lake.shutdown().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_second_writer_on_the_same_directory_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open(LakeConfig::new(dir.path()), OpenMode::ReadWrite)
+            .await
+            .unwrap();
+        let err = Lake::open(LakeConfig::new(dir.path()), OpenMode::ReadWrite)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Locked(_)), "{err}");
+        let reader = Lake::open(LakeConfig::new(dir.path()), OpenMode::ReadOnly)
+            .await
+            .unwrap();
+        assert!(matches!(
+            reader.write(vec![("air".into(), batch("s", 0, 1))]).await,
+            Err(Error::ReadOnly)
+        ));
+        lake.shutdown().await.unwrap();
+    }
 }
