@@ -55,6 +55,35 @@ fn sql_against_a_server_and_a_data_directory() {
     let (ok, _, err) = run(&["sql", "--server", &server.url, "SELECT * FROM nope"]);
     assert!(!ok);
     assert!(err.contains("not found"), "{err}");
+    // The interactive prompt, fed from a pipe: statements end with ';', \q quits.
+    let mut child = Command::new(binary())
+        .args(["sql", "--server", &server.url])
+        .env("HOME", dir.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin
+            .write_all(b"SELECT count(*) AS n\n  FROM air;\nSELECT * FROM nope;\n\\q\n")
+            .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("| n |") && stdout.contains("| 2 |"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("1 row(s) in "), "{stdout}");
+    assert!(stderr.contains("not found"), "{stderr}");
+    let history =
+        std::fs::read_to_string(dir.path().join(".civiclake_history")).unwrap_or_default();
+    assert!(history.contains("FROM air;"), "history: {history}");
     // Read-only, beside the running server: sees the WAL-buffered rows.
     let (ok, out, err) = run(&[
         "sql",

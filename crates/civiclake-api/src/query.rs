@@ -151,8 +151,10 @@ async fn run(state: &AppState, req: QueryRequest) -> Result<Response, ApiError> 
 )]
 pub(crate) async fn query_post(
     State(state): State<AppState>,
-    Json(req): Json<QueryRequest>,
+    req: Result<Json<QueryRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
+    let Json(req) = req
+        .map_err(|e| ApiError::bad_request(format!("invalid query request: {}", e.body_text())))?;
     run(&state, req).await
 }
 
@@ -170,7 +172,10 @@ pub(crate) async fn query_post(
 )]
 pub(crate) async fn query_get(
     State(state): State<AppState>,
-    Query(req): Query<QueryRequest>,
+    req: Result<Query<QueryRequest>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let Query(req) = req.map_err(|e| {
+        ApiError::bad_request(format!("invalid query parameters: {}", e.body_text()))
+    })?;
     run(&state, req).await
 }

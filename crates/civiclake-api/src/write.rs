@@ -219,9 +219,12 @@ pub(crate) async fn write(
 )]
 pub(crate) async fn influx_write(
     State(state): State<AppState>,
-    Query(params): Query<InfluxParams>,
+    params: Result<Query<InfluxParams>, QueryRejection>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    let Query(params) = params.map_err(|e| {
+        ApiError::bad_request(format!("invalid write parameters: {}", e.body_text()))
+    })?;
     let _ = params.db;
     let p = match params.precision.as_deref() {
         Some("n") => Some("ns"),
