@@ -68,22 +68,30 @@ fn sigkill_under_concurrent_load_loses_no_acknowledged_row() {
         .collect();
     // Let the load run through several flushes and compactions, then pull the plug.
     let started = Instant::now();
-    wait_until(Duration::from_secs(120), "three flushes under load", || {
-        let m = TestServer::client()
-            .get(format!("{}/metrics", server.url))
-            .send()
-            .and_then(|r| r.text());
-        let flushes = m
-            .ok()
-            .and_then(|t| {
-                t.lines().find_map(|l| {
-                    l.strip_prefix("civiclake_rows_flushed_total ")
-                        .map(|v| v.trim().parse::<u64>().unwrap_or(0))
-                })
+    let metric = |text: &str, name: &str| {
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(name)
+                    .and_then(|v| v.trim().parse::<u64>().ok())
             })
-            .unwrap_or(0);
-        flushes >= 45_000 && started.elapsed() > Duration::from_secs(2)
-    });
+            .unwrap_or(0)
+    };
+    wait_until(
+        Duration::from_secs(120),
+        "flushes and a compaction under load",
+        || {
+            let Ok(text) = TestServer::client()
+                .get(format!("{}/metrics", server.url))
+                .send()
+                .and_then(|r| r.text())
+            else {
+                return false;
+            };
+            metric(&text, "civiclake_rows_flushed_total ") >= 45_000
+                && metric(&text, "civiclake_files_compacted_total ") > 0
+                && started.elapsed() > Duration::from_secs(2)
+        },
+    );
     server.kill9();
     stop.store(true, Ordering::Relaxed);
     for h in handles {

@@ -14,6 +14,7 @@
 
 mod error;
 mod schema;
+mod topic;
 
 pub use error::ErrorClass;
 pub use schema::{
@@ -21,3 +22,4 @@ pub use schema::{
     role_of, tag_column, tag_type, time_column, time_type, validate_column_name,
     validate_table_name,
 };
+pub use topic::{NAMESPACES, Topic, TopicError, TopicFilter};
