@@ -134,15 +134,8 @@ impl NoticeNumber {
                 found: segregation_code,
             });
         }
-        if let Some((index, found)) = iuv_base
-            .chars()
-            .enumerate()
-            .find(|(_, c)| !c.is_ascii_digit())
-        {
-            return Err(PagoPaError::IuvBaseNonDigit {
-                position: index + 1,
-                found,
-            });
+        if let Some((position, found)) = first_non_digit(iuv_base) {
+            return Err(PagoPaError::IuvBaseNonDigit { position, found });
         }
         if iuv_base.len() != IUV_BASE_LENGTH {
             return Err(PagoPaError::IuvBaseWrongLength {
@@ -163,15 +156,8 @@ impl NoticeNumber {
     /// the mod-93 check digits.
     pub fn parse(input: &str) -> Result<NoticeNumber, PagoPaError> {
         let digits: String = input.chars().filter(|c| !c.is_whitespace()).collect();
-        if let Some((index, found)) = digits
-            .chars()
-            .enumerate()
-            .find(|(_, c)| !c.is_ascii_digit())
-        {
-            return Err(PagoPaError::NonDigit {
-                position: index + 1,
-                found,
-            });
+        if let Some((position, found)) = first_non_digit(&digits) {
+            return Err(PagoPaError::NonDigit { position, found });
         }
         if digits.len() != NOTICE_NUMBER_LENGTH {
             return Err(PagoPaError::WrongLength {
@@ -267,15 +253,8 @@ pub fn qr_payload(
     amount_cents: u64,
 ) -> Result<String, PagoPaError> {
     let creditor = creditor_fiscal_code.trim();
-    if let Some((index, found)) = creditor
-        .chars()
-        .enumerate()
-        .find(|(_, c)| !c.is_ascii_digit())
-    {
-        return Err(PagoPaError::CreditorCodeNonDigit {
-            position: index + 1,
-            found,
-        });
+    if let Some((position, found)) = first_non_digit(creditor) {
+        return Err(PagoPaError::CreditorCodeNonDigit { position, found });
     }
     if creditor.len() != CREDITOR_CODE_LENGTH {
         return Err(PagoPaError::CreditorCodeWrongLength {
@@ -327,6 +306,14 @@ impl From<NoticeNumber> for String {
     fn from(value: NoticeNumber) -> Self {
         value.digits
     }
+}
+
+/// Position (1-based) and character of the first non-digit in `s`, if any.
+fn first_non_digit(s: &str) -> Option<(usize, char)> {
+    s.chars()
+        .enumerate()
+        .find(|(_, c)| !c.is_ascii_digit())
+        .map(|(i, c)| (i + 1, c))
 }
 
 #[cfg(test)]
