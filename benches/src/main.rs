@@ -65,7 +65,13 @@ struct Civiclake {
 impl Civiclake {
     fn start(bin: &Path, data: &Path) -> Result<Self, String> {
         let mut child = Command::new(bin)
-            .args(["serve", "--http-addr", "127.0.0.1:0", "--data-dir"])
+            .args([
+                "serve",
+                "--insecure-no-auth",
+                "--http-addr",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
             .arg(data)
             .env("CIVICLAKE_LOG__FILTER", "warn")
             .stdout(Stdio::piped())

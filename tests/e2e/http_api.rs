@@ -333,10 +333,10 @@ fn openapi_health_metrics_and_tables() {
         .json()
         .unwrap();
     assert_eq!(health["status"], "ok");
-    assert_eq!(health["tables"], 1);
-    assert_eq!(health["buffered_rows"], 10);
-    assert!(health["wal_bytes"].as_u64().unwrap() > 0);
     assert_eq!(health["version"], env!("CARGO_PKG_VERSION"));
+    // Liveness and version only: table details need a token.
+    assert!(health.get("tables").is_none(), "{health}");
+    assert!(health.get("buffered_rows").is_none(), "{health}");
 
     server.query("SELECT 1");
     let metrics = client

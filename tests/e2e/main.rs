@@ -1,6 +1,7 @@
 //! End-to-end tests: they start the real `civiclake` binary on a loopback port and talk to it
 //! as users do (HTTP, the `sql` and `import` commands).
 
+mod auth;
 mod cli;
 mod durability;
 mod http_api;

@@ -17,11 +17,22 @@ pub(crate) struct TestServer {
     pub(crate) url: String,
     pub(crate) data_dir: PathBuf,
     env: Vec<(String, String)>,
+    secure: bool,
 }
 
 impl TestServer {
-    /// Starts a server on a free loopback port over `data_dir`, with extra environment.
+    /// Starts a server on a free loopback port over `data_dir`, with extra environment, with
+    /// authentication off (`--insecure-no-auth`): tests of other features act as admin.
     pub(crate) fn start(data_dir: &Path, env: &[(&str, &str)]) -> Self {
+        Self::start_with(data_dir, env, false)
+    }
+
+    /// Starts a server that requires tokens.
+    pub(crate) fn start_secure(data_dir: &Path, env: &[(&str, &str)]) -> Self {
+        Self::start_with(data_dir, env, true)
+    }
+
+    fn start_with(data_dir: &Path, env: &[(&str, &str)], secure: bool) -> Self {
         let env: Vec<(String, String)> = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -29,6 +40,11 @@ impl TestServer {
         let mut cmd = Command::new(binary());
         cmd.args(["serve", "--http-addr", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            .args(if secure {
+                &[][..]
+            } else {
+                &["--insecure-no-auth"][..]
+            })
             .env("CIVICLAKE_LOG__FILTER", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
@@ -53,6 +69,7 @@ impl TestServer {
             url,
             data_dir: data_dir.to_path_buf(),
             env,
+            secure,
         }
     }
 
@@ -63,7 +80,7 @@ impl TestServer {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        TestServer::start(&self.data_dir, &env)
+        TestServer::start_with(&self.data_dir, &env, self.secure)
     }
 
     /// Kills the process at once (SIGKILL), as a power cut or an OOM kill would.

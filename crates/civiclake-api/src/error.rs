@@ -43,6 +43,16 @@ impl ApiError {
         Self::new(ErrorClass::User, message)
     }
 
+    /// A 401 error: no valid credentials.
+    pub fn unauthenticated(message: impl Into<String>) -> Self {
+        Self::new(ErrorClass::Unauthenticated, message)
+    }
+
+    /// A 403 error: not allowed.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(ErrorClass::Forbidden, message)
+    }
+
     /// A 400 error listing rejected rows.
     pub fn rejected(message: impl Into<String>, errors: Vec<RowError>) -> Self {
         Self {
@@ -60,6 +70,8 @@ impl ApiError {
     fn status(&self) -> StatusCode {
         self.status.unwrap_or(match self.class {
             ErrorClass::User => StatusCode::BAD_REQUEST,
+            ErrorClass::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ErrorClass::Forbidden => StatusCode::FORBIDDEN,
             ErrorClass::NotFound => StatusCode::NOT_FOUND,
             ErrorClass::Conflict => StatusCode::CONFLICT,
             ErrorClass::Limit => StatusCode::UNPROCESSABLE_ENTITY,
@@ -75,8 +87,13 @@ impl IntoResponse for ApiError {
         if status.is_server_error() {
             tracing::error!(status = %status, error = %self.message, "request failed");
         }
+        let challenge = (status == StatusCode::UNAUTHORIZED).then_some([(
+            axum::http::header::WWW_AUTHENTICATE,
+            "Bearer realm=\"civiclake\"",
+        )]);
         (
             status,
+            challenge,
             Json(ErrorBody {
                 error: self.message,
                 errors: self.errors,

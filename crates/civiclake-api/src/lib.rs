@@ -5,12 +5,14 @@
 //! Every handler returns `Result<_, ApiError>`; [`ApiError`] maps error classes to HTTP
 //! statuses in one place.
 
+pub mod auth;
 mod error;
 mod metrics;
 mod ops;
 mod query;
 mod write;
 
+pub use auth::{Auth, Caller, MaybeCaller};
 pub use error::{ApiError, ErrorBody};
 pub use metrics::ApiMetrics;
 pub use query::{OutputFormat, encode};
@@ -38,6 +40,8 @@ pub struct AppState {
     pub metrics: Arc<ApiMetrics>,
     /// When the server started.
     pub started: Instant,
+    /// Access control.
+    pub auth: Auth,
 }
 
 /// Settings of the HTTP layer.
@@ -57,7 +61,8 @@ pub struct ApiConfig {
     tags(
         (name = "write", description = "Writing rows"),
         (name = "query", description = "SQL queries"),
-        (name = "operations", description = "Health, metrics, maintenance")
+        (name = "operations", description = "Health, metrics, maintenance"),
+        (name = "access", description = "Tokens, roles and signed links")
     )
 )]
 struct ApiDoc;
@@ -73,6 +78,12 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(ops::tables))
         .routes(routes!(ops::flush))
         .routes(routes!(ops::compact))
+        .routes(routes!(auth::list_tokens, auth::create_token))
+        .routes(routes!(auth::revoke_token))
+        .routes(routes!(auth::list_roles))
+        .routes(routes!(auth::put_role))
+        .routes(routes!(auth::create_link))
+        .routes(routes!(auth::open_link))
 }
 
 /// The router and its OpenAPI document.

@@ -1,6 +1,7 @@
 //! `POST /api/v1/query` and `GET /api/v1/query`: SQL in, JSON / JSONL / CSV / Arrow / Parquet out.
 
 use crate::AppState;
+use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
@@ -9,6 +10,7 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use civiclake_auth::Permission;
 use serde::Deserialize;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -122,12 +124,13 @@ pub fn encode(
     Ok(out)
 }
 
-async fn run(state: &AppState, req: QueryRequest) -> Result<Response, ApiError> {
+async fn run(state: &AppState, caller: &Caller, req: QueryRequest) -> Result<Response, ApiError> {
+    caller.require(Permission::Query)?;
     if req.sql.trim().is_empty() {
         return Err(ApiError::bad_request("the 'sql' parameter is empty"));
     }
     let started = Instant::now();
-    let result = state.engine.sql(&req.sql).await;
+    let result = state.engine.sql_as(&req.sql, &caller.sql_scope()).await;
     state.metrics.query_latency.observe(started.elapsed());
     let result = result.inspect_err(|_| {
         state.metrics.query_errors.fetch_add(1, Ordering::Relaxed);
@@ -145,17 +148,20 @@ async fn run(state: &AppState, req: QueryRequest) -> Result<Response, ApiError> 
     responses(
         (status = 200, description = "The result in the requested format"),
         (status = 400, description = "Invalid SQL, unknown table or column", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "The token lacks the query permission, or a read-only session ran DDL/DML", body = ErrorBody),
         (status = 422, description = "Memory or time limit exceeded", body = ErrorBody),
     ),
     tag = "query"
 )]
 pub(crate) async fn query_post(
     State(state): State<AppState>,
+    caller: Caller,
     req: Result<Json<QueryRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(req) = req
         .map_err(|e| ApiError::bad_request(format!("invalid query request: {}", e.body_text())))?;
-    run(&state, req).await
+    run(&state, &caller, req).await
 }
 
 /// Runs SQL given as query parameters (`?sql=...&format=...`).
@@ -166,16 +172,19 @@ pub(crate) async fn query_post(
     responses(
         (status = 200, description = "The result in the requested format"),
         (status = 400, description = "Invalid SQL, unknown table or column", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "The token lacks the query permission, or a read-only session ran DDL/DML", body = ErrorBody),
         (status = 422, description = "Memory or time limit exceeded", body = ErrorBody),
     ),
     tag = "query"
 )]
 pub(crate) async fn query_get(
     State(state): State<AppState>,
+    caller: Caller,
     req: Result<Query<QueryRequest>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(req) = req.map_err(|e| {
         ApiError::bad_request(format!("invalid query parameters: {}", e.body_text()))
     })?;
-    run(&state, req).await
+    run(&state, &caller, req).await
 }

@@ -1,6 +1,7 @@
 //! `POST /api/v1/write`: line protocol, JSON, NDJSON and Arrow IPC into the lake.
 
 use crate::AppState;
+use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
 use axum::Json;
 use axum::body::Bytes;
@@ -8,6 +9,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use civiclake_auth::Permission;
 use civiclake_ingest::{DecodeOptions, Decoded, Precision, RowError, SchemaLookup};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::Ordering;
@@ -98,11 +100,16 @@ fn precision(p: Option<&str>) -> Result<Precision, ApiError> {
 
 async fn ingest(
     state: &AppState,
+    caller: &Caller,
     headers: &HeaderMap,
     body: Bytes,
     opts: DecodeOptions,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
+    caller.require(Permission::Write)?;
+    if let Some(table) = &opts.table {
+        caller.check_write_table(table)?;
+    }
     let format = format_of(headers)?;
     let lookup = LakeSchemas(&state.lake);
     let decoded: Result<Decoded, _> = match format {
@@ -131,6 +138,12 @@ async fn ingest(
             ),
             decoded.rejected,
         ));
+    }
+    for t in &decoded.batches {
+        if let Err(e) = caller.check_write_table(&t.table) {
+            state.metrics.write_rejected.fetch_add(1, Ordering::Relaxed);
+            return Err(e);
+        }
     }
     let batches = decoded
         .batches
@@ -181,6 +194,8 @@ fn now_micros() -> i64 {
         (status = 204, description = "All rows written"),
         (status = 200, description = "Partial write: good rows written, rejected ones listed", body = PartialWrite),
         (status = 400, description = "Malformed payload or type conflict; nothing written", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "Not allowed: no write permission, table not granted, or a system/module table", body = ErrorBody),
         (status = 415, description = "Unsupported Content-Type", body = ErrorBody),
         (status = 503, description = "Storage unavailable or shutting down", body = ErrorBody),
     ),
@@ -188,6 +203,7 @@ fn now_micros() -> i64 {
 )]
 pub(crate) async fn write(
     State(state): State<AppState>,
+    caller: Caller,
     params: Result<Query<WriteParams>, QueryRejection>,
     headers: HeaderMap,
     body: Bytes,
@@ -201,7 +217,7 @@ pub(crate) async fn write(
         now_micros: now_micros(),
         accept_partial: params.accept_partial,
     };
-    ingest(&state, &headers, body, opts).await
+    ingest(&state, &caller, &headers, body, opts).await
 }
 
 /// InfluxDB 1.x compatible write of line protocol (for Telegraf and existing gateways):
@@ -219,6 +235,7 @@ pub(crate) async fn write(
 )]
 pub(crate) async fn influx_write(
     State(state): State<AppState>,
+    caller: Caller,
     params: Result<Query<InfluxParams>, QueryRejection>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -237,5 +254,5 @@ pub(crate) async fn influx_write(
         now_micros: now_micros(),
         accept_partial: false,
     };
-    ingest(&state, &HeaderMap::new(), body, opts).await
+    ingest(&state, &caller, &HeaderMap::new(), body, opts).await
 }

@@ -6,6 +6,10 @@
 pub enum ErrorClass {
     /// The caller sent something invalid (bad payload, bad SQL, type conflict): HTTP 400.
     User,
+    /// No valid credentials were given (missing, unknown, expired or revoked token): HTTP 401.
+    Unauthenticated,
+    /// The caller is known but not allowed to do this (role, table grant, namespace): HTTP 403.
+    Forbidden,
     /// The thing asked for does not exist: HTTP 404.
     NotFound,
     /// The request conflicts with the current state (optimistic concurrency): HTTP 409.

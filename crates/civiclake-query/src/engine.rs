@@ -4,15 +4,23 @@
 use crate::error::{Error, Result};
 use crate::provider::LakeTable;
 use civiclake_lake::Lake;
+use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::view::ViewTable;
+use datafusion::catalog::{
+    CatalogProvider, CatalogProviderList, MemoryCatalogProvider, MemoryCatalogProviderList,
+};
 use datafusion::catalog::{SchemaProvider, TableProvider};
+use datafusion::common::{Column, ScalarValue};
+use datafusion::datasource::provider_as_source;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::memory_pool::{GreedyMemoryPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionState;
-use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::logical_expr::{Expr, LogicalPlanBuilder, cast, col, lit};
+use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,29 +62,137 @@ impl QueryResult {
     }
 }
 
+/// Which tables one SQL session sees (by name), and which columns it sees masked.
+pub type TableFilter = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+/// `(table, column) -> masked?`
+pub type ColumnMask = Arc<dyn Fn(&str, &str) -> bool + Send + Sync>;
+
+/// What one SQL session may see and do: its catalog holds only the granted tables (so
+/// joins, views, `information_schema` and table functions cannot reach others), masked
+/// columns come through a view that replaces their values, and a read-only session refuses
+/// DDL, DML and statements such as `SET`.
+#[derive(Clone)]
+pub struct SqlScope {
+    tables: Option<TableFilter>,
+    mask: Option<ColumnMask>,
+    read_only: bool,
+}
+
+impl std::fmt::Debug for SqlScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlScope")
+            .field("restricted", &self.tables.is_some())
+            .field("masked", &self.mask.is_some())
+            .field("read_only", &self.read_only)
+            .finish()
+    }
+}
+
+impl SqlScope {
+    /// Every table, nothing masked, statements allowed (administrators, local tools).
+    pub fn unrestricted() -> Self {
+        Self {
+            tables: None,
+            mask: None,
+            read_only: false,
+        }
+    }
+
+    /// Only the tables `tables` accepts, with `mask`ed columns, read-only.
+    pub fn restricted(tables: TableFilter, mask: Option<ColumnMask>) -> Self {
+        Self {
+            tables: Some(tables),
+            mask,
+            read_only: true,
+        }
+    }
+
+    /// Whether the session sees `table`.
+    pub fn sees(&self, table: &str) -> bool {
+        self.tables.as_ref().is_none_or(|f| f(table))
+    }
+
+    /// Whether the session may only read.
+    pub fn read_only(&self) -> bool {
+        self.read_only
+    }
+}
+
 /// The lake's tables as DataFusion's `public` schema; a table is looked up when a query
-/// names it, so tables created a moment ago are there.
+/// names it, so tables created a moment ago are there. Only the tables in scope exist.
 #[derive(Debug)]
 struct LakeSchema {
     lake: Arc<Lake>,
+    scope: SqlScope,
+}
+
+/// `table` with its masked columns replaced by `'***'` (strings) or NULL (other types).
+fn masked_view(
+    name: &str,
+    table: Arc<dyn TableProvider>,
+    mask: &ColumnMask,
+) -> Result<Arc<dyn TableProvider>, DataFusionError> {
+    let schema = table.schema();
+    let masked: Vec<bool> = schema
+        .fields()
+        .iter()
+        .map(|f| mask(name, f.name()))
+        .collect();
+    if !masked.contains(&true) {
+        return Ok(table);
+    }
+    let exprs: Vec<Expr> = schema
+        .fields()
+        .iter()
+        .zip(&masked)
+        .map(|(f, &m)| {
+            if !m {
+                return col(Column::new_unqualified(f.name()));
+            }
+            let value = match f.data_type() {
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => lit("***"),
+                DataType::Dictionary(_, v) if v.as_ref() == &DataType::Utf8 => lit("***"),
+                other => cast(lit(ScalarValue::Null), other.clone()),
+            };
+            value.alias(f.name())
+        })
+        .collect();
+    let plan = LogicalPlanBuilder::scan(name, provider_as_source(table), None)?
+        .project(exprs)?
+        .build()?;
+    Ok(Arc::new(ViewTable::new(plan, None)))
 }
 
 #[async_trait::async_trait]
 impl SchemaProvider for LakeSchema {
     fn table_names(&self) -> Vec<String> {
-        self.lake.table_names()
+        self.lake
+            .table_names()
+            .into_iter()
+            .filter(|t| self.scope.sees(t))
+            .collect()
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>, DataFusionError> {
+        if !self.scope.sees(name) {
+            return Ok(None);
+        }
         let snapshot = self
             .lake
             .snapshot(name)
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        Ok(snapshot.map(|s| Arc::new(LakeTable::new(s)) as Arc<dyn TableProvider>))
+        let Some(snapshot) = snapshot else {
+            return Ok(None);
+        };
+        let table = Arc::new(LakeTable::new(snapshot)) as Arc<dyn TableProvider>;
+        match &self.scope.mask {
+            Some(mask) => masked_view(name, table, mask).map(Some),
+            None => Ok(Some(table)),
+        }
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.lake.schema(name).is_some()
+        self.scope.sees(name) && self.lake.schema(name).is_some()
     }
 }
 
@@ -108,14 +224,6 @@ impl QueryEngine {
             .with_runtime_env(runtime)
             .with_default_features()
             .build();
-        let ctx = SessionContext::new_with_state(base.clone());
-        let catalog = ctx
-            .catalog("datafusion")
-            .ok_or_else(|| Error::Execution("no default catalog".into()))?;
-        catalog
-            .register_schema("public", Arc::new(LakeSchema { lake: lake.clone() }))
-            .map_err(|e| Error::Execution(e.to_string()))?;
-        let base = ctx.state();
         Ok(Self { lake, base, config })
     }
 
@@ -129,8 +237,14 @@ impl QueryEngine {
         &self.config
     }
 
-    /// A session for one query, with its own memory pool.
+    /// A session for one query with every table, with its own memory pool.
     pub fn session(&self) -> Result<SessionContext> {
+        self.session_as(&SqlScope::unrestricted())
+    }
+
+    /// A session for one query that sees what `scope` allows, with its own memory pool and
+    /// its own catalog.
+    pub fn session_as(&self, scope: &SqlScope) -> Result<SessionContext> {
         let pool = TrackConsumersPool::new(
             GreedyMemoryPool::new(self.config.memory_limit),
             NonZeroUsize::new(3).unwrap_or(NonZeroUsize::MIN),
@@ -140,8 +254,21 @@ impl QueryEngine {
             .with_memory_pool(Arc::new(pool))
             .build_arc()
             .map_err(|e| Error::Execution(e.to_string()))?;
+        let catalog = Arc::new(MemoryCatalogProvider::new());
+        catalog
+            .register_schema(
+                "public",
+                Arc::new(LakeSchema {
+                    lake: self.lake.clone(),
+                    scope: scope.clone(),
+                }),
+            )
+            .map_err(|e| Error::Execution(e.to_string()))?;
+        let catalogs = Arc::new(MemoryCatalogProviderList::new());
+        catalogs.register_catalog("datafusion".into(), catalog);
         let state = SessionStateBuilder::new_from_existing(self.base.clone())
             .with_runtime_env(runtime)
+            .with_catalog_list(catalogs)
             .build();
         Ok(SessionContext::new_with_state(state))
     }
@@ -150,13 +277,22 @@ impl QueryEngine {
         self.config.memory_limit >> 20
     }
 
-    /// Plans and runs `sql`, within the memory and time limits.
+    /// Plans and runs `sql` over every table, within the memory and time limits.
     pub async fn sql(&self, sql: &str) -> Result<QueryResult> {
-        let ctx = self.session()?;
+        self.sql_as(sql, &SqlScope::unrestricted()).await
+    }
+
+    /// Plans and runs `sql` as `scope` allows, within the memory and time limits.
+    pub async fn sql_as(&self, sql: &str, scope: &SqlScope) -> Result<QueryResult> {
+        let ctx = self.session_as(scope)?;
         let limit = self.limit_mib();
+        let options = SQLOptions::new()
+            .with_allow_ddl(!scope.read_only)
+            .with_allow_dml(!scope.read_only)
+            .with_allow_statements(!scope.read_only);
         let run = async {
             let df = ctx
-                .sql(sql)
+                .sql_with_options(sql, options)
                 .await
                 .map_err(|e| Error::from_datafusion(e, limit))?;
             let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());

@@ -11,5 +11,5 @@ mod engine;
 mod error;
 mod provider;
 
-pub use engine::{QueryConfig, QueryEngine, QueryResult};
+pub use engine::{ColumnMask, QueryConfig, QueryEngine, QueryResult, SqlScope, TableFilter};
 pub use error::{Error, Result};

@@ -292,6 +292,18 @@ pub struct ServeSettings {
     #[arg(long = "http-addr", env = "CIVICLAKE_HTTP_ADDR", value_name = "ADDR")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http_addr: Option<SocketAddr>,
+    /// Turn authentication off: every request acts as an administrator (and anonymous MQTT
+    /// clients may publish). For a demo only: refused unless http_addr is a loopback address.
+    #[arg(
+        long = "insecure-no-auth",
+        env = "CIVICLAKE_INSECURE_NO_AUTH",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub insecure_no_auth: Option<bool>,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub wal: WalSettings,
@@ -333,6 +345,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// HTTP address.
     pub http_addr: SocketAddr,
+    /// Authentication off (loopback demo only).
+    pub insecure_no_auth: bool,
     /// Lake settings.
     pub lake: civiclake_lake::LakeConfig,
     /// Query limits.
@@ -352,6 +366,7 @@ pub fn defaults() -> ServeSettings {
     ServeSettings {
         data_dir: Some(PathBuf::from("data")),
         http_addr: Some(SocketAddr::from(([127, 0, 0, 1], 8080))),
+        insecure_no_auth: Some(false),
         wal: WalSettings {
             fsync: Some(lake.wal_fsync),
             segment_size: Some(ByteSize(lake.wal_segment_bytes)),
@@ -456,8 +471,16 @@ impl ServeArgs {
             timeout: s.query.timeout.ok_or_else(missing)?.0,
             target_partitions: s.query.target_partitions.ok_or_else(missing)?,
         };
+        let http_addr = s.http_addr.ok_or_else(missing)?;
+        let insecure_no_auth = s.insecure_no_auth.ok_or_else(missing)?;
+        if insecure_no_auth && !http_addr.ip().is_loopback() {
+            return Err(ConfigError(format!(
+                "--insecure-no-auth is only allowed on a loopback address, not {http_addr}: create a token with `civiclake token create --role admin` instead"
+            )));
+        }
         Ok(Config {
-            http_addr: s.http_addr.ok_or_else(missing)?,
+            http_addr,
+            insecure_no_auth,
             data_dir,
             lake,
             query,

@@ -5,7 +5,8 @@
 
 pub mod config;
 
-use civiclake_api::{ApiConfig, ApiMetrics, AppState};
+use civiclake_api::{ApiConfig, ApiMetrics, AppState, Auth};
+use civiclake_auth::AuthStore;
 use civiclake_lake::{Lake, OpenMode};
 use civiclake_query::QueryEngine;
 use config::{Config, LogFormat};
@@ -26,6 +27,9 @@ pub enum Error {
     /// The query engine could not be built.
     #[error(transparent)]
     Query(#[from] civiclake_query::Error),
+    /// The token store could not be opened.
+    #[error(transparent)]
+    Auth(#[from] civiclake_auth::AuthError),
     /// The HTTP listener failed.
     #[error("HTTP server on {addr}: {source}")]
     Http {
@@ -59,9 +63,31 @@ pub struct Server {
     pub lake: Arc<Lake>,
     /// The query engine.
     pub engine: QueryEngine,
+    /// Tokens and roles.
+    pub auth: Arc<AuthStore>,
     shutdown: watch::Sender<bool>,
     http: tokio::task::JoinHandle<std::io::Result<()>>,
     background: tokio::task::JoinHandle<()>,
+    last_used: tokio::task::JoinHandle<()>,
+}
+
+/// Writes tokens' last-use times every 10 seconds, and once more at shutdown.
+async fn persist_last_used(store: Arc<AuthStore>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let stop = tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(10)) => false,
+            _ = shutdown.wait_for(|s| *s) => true,
+        };
+        let s = store.clone();
+        match tokio::task::spawn_blocking(move || s.persist_last_used()).await {
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot record token use"),
+            Err(e) => tracing::warn!(error = %e, "cannot record token use"),
+            Ok(Ok(_)) => {}
+        }
+        if stop {
+            return;
+        }
+    }
 }
 
 impl Server {
@@ -69,7 +95,22 @@ impl Server {
     pub async fn start(config: &Config) -> Result<Self, Error> {
         let lake = Lake::open(config.lake.clone(), OpenMode::ReadWrite).await?;
         let engine = QueryEngine::new(lake.clone(), config.query.clone())?;
+        let store = Arc::new(AuthStore::open(&config.data_dir)?);
+        let mut auth = Auth::new(store.clone());
+        if config.insecure_no_auth {
+            tracing::warn!(
+                "authentication is OFF (--insecure-no-auth): every request acts as an administrator"
+            );
+            auth = auth.insecure_disabled();
+        } else if store.list().iter().all(|t| t.revoked_at.is_some()) {
+            tracing::warn!(
+                data_dir = %config.data_dir.display(),
+                "no tokens yet: create the first one with `civiclake token create --role admin --data-dir {}`",
+                config.data_dir.display()
+            );
+        }
         let state = AppState {
+            auth,
             lake: lake.clone(),
             engine: engine.clone(),
             metrics: Arc::new(ApiMetrics::default()),
@@ -100,15 +141,18 @@ impl Server {
                 })
                 .await
         });
-        let background = tokio::spawn(lake.clone().run_background(rx));
+        let background = tokio::spawn(lake.clone().run_background(rx.clone()));
+        let last_used = tokio::spawn(persist_last_used(store.clone(), rx));
         tracing::info!(%addr, data_dir = %config.data_dir.display(), "civiclake is serving");
         Ok(Self {
             addr,
             lake,
             engine,
+            auth: store,
             shutdown,
             http,
             background,
+            last_used,
         })
     }
 
@@ -117,6 +161,7 @@ impl Server {
         let _ = self.shutdown.send(true);
         let _ = self.http.await;
         let _ = self.background.await;
+        let _ = self.last_used.await;
         let stats = self.lake.shutdown().await?;
         tracing::info!(
             rows = stats.rows,

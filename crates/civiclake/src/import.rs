@@ -24,6 +24,14 @@ pub(crate) struct ImportArgs {
         default_value = "http://127.0.0.1:8080"
     )]
     server: String,
+    /// Token sent as 'Authorization: Bearer' to the server.
+    #[arg(
+        long,
+        env = "CIVICLAKE_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    token: Option<String>,
     /// File format, when the extension does not tell (.csv, .parquet, .ndjson/.jsonl, .lp).
     #[arg(long, value_enum)]
     format: Option<Format>,
@@ -60,6 +68,7 @@ enum Sink {
     Server {
         client: std::sync::OnceLock<reqwest::blocking::Client>,
         url: String,
+        token: Option<String>,
     },
 }
 
@@ -70,11 +79,12 @@ impl Sink {
             Sink::Lake(lake) => rt
                 .block_on(lake.write(vec![(batch.table, batch.batch)]))
                 .map_err(|e| e.to_string()),
-            Sink::Server { client, url } => {
+            Sink::Server { client, url, token } => {
                 let client = match client.get() {
                     Some(c) => c,
                     None => {
                         let c = reqwest::blocking::Client::builder()
+                            .default_headers(crate::auth_headers(token.as_deref())?)
                             .timeout(std::time::Duration::from_secs(300))
                             .build()
                             .map_err(|e| e.to_string())?;
@@ -133,6 +143,7 @@ pub(crate) async fn run(args: ImportArgs) -> Result<(), String> {
         None => Sink::Server {
             client: std::sync::OnceLock::new(),
             url: args.server.trim_end_matches('/').to_string(),
+            token: args.token.clone(),
         },
     };
     let rt = tokio::runtime::Handle::current();

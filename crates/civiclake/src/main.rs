@@ -3,6 +3,7 @@
 
 mod import;
 mod sql;
+mod token;
 
 use civiclake_server::config::{ServeArgs, example_toml, with_defaults_in_help};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -25,6 +26,8 @@ enum Command {
     Sql(sql::SqlArgs),
     /// Import CSV, Parquet, NDJSON or line-protocol files into a table.
     Import(import::ImportArgs),
+    /// Tokens and roles: create, list, revoke, sign links (works on the data directory).
+    Token(token::TokenArgs),
     /// Configuration helpers.
     Config {
         #[command(subcommand)]
@@ -36,6 +39,18 @@ enum Command {
 enum ConfigAction {
     /// Print the example configuration file with every setting and its default.
     Example,
+}
+
+/// Headers that carry `token`, if any.
+pub(crate) fn auth_headers(token: Option<&str>) -> Result<reqwest::header::HeaderMap, String> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(t) = token {
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", t.trim()))
+            .map_err(|_| "the token contains characters a header cannot carry".to_string())?;
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
+    Ok(headers)
 }
 
 fn command() -> clap::Command {
@@ -69,6 +84,7 @@ fn main() -> ExitCode {
             }
             Command::Sql(args) => sql::run(args).await,
             Command::Import(args) => import::run(args).await,
+            Command::Token(args) => token::run(args),
             Command::Config {
                 action: ConfigAction::Example,
             } => {

@@ -33,6 +33,14 @@ pub(crate) struct SqlArgs {
         default_value = "http://127.0.0.1:8080"
     )]
     server: String,
+    /// Token sent as 'Authorization: Bearer' to the server.
+    #[arg(
+        long,
+        env = "CIVICLAKE_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    token: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = PrintFormat::Table)]
     format: PrintFormat,
@@ -138,7 +146,10 @@ pub(crate) async fn run(args: SqlArgs) -> Result<(), String> {
             Target::Local(Box::new(engine))
         }
         None => Target::Remote {
-            client: reqwest::Client::new(),
+            client: reqwest::Client::builder()
+                .default_headers(crate::auth_headers(args.token.as_deref())?)
+                .build()
+                .map_err(|e| e.to_string())?,
             url: args.server.trim_end_matches('/').to_string(),
         },
     };

@@ -1,0 +1,721 @@
+//! Tokens and roles against the real server: the first admin token made by the command while
+//! the server runs, every shipped role against every endpoint, table grants in SQL sessions,
+//! masking, write grants and module namespaces, revocation, expiry, signed links.
+
+use crate::server::{TestServer, binary};
+use reqwest::blocking::{Client, RequestBuilder};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::process::Command;
+
+/// `civiclake token ...` on `data_dir`; returns stdout.
+fn token_cmd(data_dir: &std::path::Path, args: &[&str]) -> String {
+    let out = Command::new(binary())
+        .arg("token")
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .output()
+        .expect("run civiclake token");
+    assert!(
+        out.status.success(),
+        "civiclake token {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf8")
+}
+
+/// The token printed alone on the last line.
+fn last_line(stdout: &str) -> String {
+    stdout.lines().last().expect("a line").trim().to_string()
+}
+
+fn client() -> Client {
+    Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(std::time::Duration::from_secs(60))
+        .build()
+        .expect("client")
+}
+
+fn with_token(r: RequestBuilder, token: Option<&str>) -> RequestBuilder {
+    match token {
+        Some(t) => r.bearer_auth(t),
+        None => r,
+    }
+}
+
+fn create_via_api(server: &TestServer, admin: &str, body: Value) -> (String, String) {
+    let r = client()
+        .post(format!("{}/api/v1/admin/tokens", server.url))
+        .bearer_auth(admin)
+        .json(&body)
+        .send()
+        .expect("create token");
+    assert_eq!(r.status(), 201, "{body}");
+    let v: Value = r.json().expect("json");
+    (
+        v["token"].as_str().expect("token").to_string(),
+        v["id"].as_str().expect("id").to_string(),
+    )
+}
+
+fn query(server: &TestServer, token: &str, sql: &str) -> (u16, Value) {
+    let r = client()
+        .post(format!("{}/api/v1/query", server.url))
+        .bearer_auth(token)
+        .json(&json!({"sql": sql, "format": "json"}))
+        .send()
+        .expect("query");
+    let status = r.status().as_u16();
+    (status, r.json().unwrap_or(Value::Null))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Expect {
+    /// Anyone, even without a token.
+    Public,
+    /// Only these roles.
+    Roles(&'static [&'static str]),
+}
+
+struct Endpoint {
+    method: &'static str,
+    /// Path as in the OpenAPI document.
+    path: &'static str,
+    /// Path actually requested.
+    url: String,
+    body: Option<(&'static str, String)>,
+    expect: Expect,
+}
+
+const QUERY_ROLES: &[&str] = &[
+    "admin",
+    "analyst",
+    "service",
+    "council-secretariat",
+    "school-office",
+    "kiosk-operator",
+    "public",
+];
+const CATALOG_ROLES: &[&str] = &[
+    "admin",
+    "analyst",
+    "planner",
+    "service",
+    "council-secretariat",
+    "councillor",
+    "school-office",
+    "kiosk-operator",
+    "public",
+];
+const WRITE_ROLES: &[&str] = &["admin", "gateway"];
+const ADMIN: &[&str] = &["admin"];
+
+fn endpoints(victim_token_id: &str) -> Vec<Endpoint> {
+    let lp = (
+        "text/plain",
+        "air_quality,sensor=m1 pm25=1.5 1767225600000000000".to_string(),
+    );
+    let q = (
+        "application/json",
+        json!({"sql": "SELECT 1 AS one"}).to_string(),
+    );
+    let e = |method, path: &'static str, url: &str, body, expect| Endpoint {
+        method,
+        path,
+        url: url.to_string(),
+        body,
+        expect,
+    };
+    vec![
+        e("GET", "/health", "/health", None, Expect::Public),
+        e(
+            "GET",
+            "/api/v1/openapi.json",
+            "/api/v1/openapi.json",
+            None,
+            Expect::Public,
+        ),
+        e(
+            "POST",
+            "/api/v1/write",
+            "/api/v1/write?table=air_quality",
+            Some(lp.clone()),
+            Expect::Roles(WRITE_ROLES),
+        ),
+        e(
+            "POST",
+            "/write",
+            "/write?db=city",
+            Some(lp),
+            Expect::Roles(WRITE_ROLES),
+        ),
+        e(
+            "POST",
+            "/api/v1/query",
+            "/api/v1/query",
+            Some(q),
+            Expect::Roles(QUERY_ROLES),
+        ),
+        e(
+            "GET",
+            "/api/v1/query",
+            "/api/v1/query?sql=SELECT%201",
+            None,
+            Expect::Roles(QUERY_ROLES),
+        ),
+        e("GET", "/metrics", "/metrics", None, Expect::Roles(ADMIN)),
+        e(
+            "GET",
+            "/api/v1/tables",
+            "/api/v1/tables",
+            None,
+            Expect::Roles(CATALOG_ROLES),
+        ),
+        e(
+            "POST",
+            "/api/v1/admin/flush",
+            "/api/v1/admin/flush",
+            None,
+            Expect::Roles(ADMIN),
+        ),
+        e(
+            "POST",
+            "/api/v1/admin/compact",
+            "/api/v1/admin/compact",
+            None,
+            Expect::Roles(ADMIN),
+        ),
+        e(
+            "GET",
+            "/api/v1/admin/tokens",
+            "/api/v1/admin/tokens",
+            None,
+            Expect::Roles(ADMIN),
+        ),
+        e(
+            "POST",
+            "/api/v1/admin/tokens",
+            "/api/v1/admin/tokens",
+            Some(("application/json", json!({"role": "planner"}).to_string())),
+            Expect::Roles(ADMIN),
+        ),
+        e(
+            "DELETE",
+            "/api/v1/admin/tokens/{id}",
+            &format!("/api/v1/admin/tokens/{victim_token_id}"),
+            None,
+            Expect::Roles(ADMIN),
+        ),
+        e(
+            "GET",
+            "/api/v1/admin/roles",
+            "/api/v1/admin/roles",
+            None,
+            Expect::Roles(ADMIN),
+        ),
+        e(
+            "PUT",
+            "/api/v1/admin/roles/{name}",
+            "/api/v1/admin/roles/monitoring",
+            Some((
+                "application/json",
+                json!({"permissions": ["metrics"], "description": "Prometheus"}).to_string(),
+            )),
+            Expect::Roles(ADMIN),
+        ),
+        e(
+            "POST",
+            "/api/v1/admin/links",
+            "/api/v1/admin/links",
+            Some((
+                "application/json",
+                json!({"role": "citizen", "subject": "RSSMRA80A01G999X"}).to_string(),
+            )),
+            Expect::Roles(ADMIN),
+        ),
+    ]
+}
+
+/// Endpoints tested on their own below rather than in the matrix, with the reason.
+const TESTED_APART: &[(&str, &str)] = &[(
+    "GET /auth/link",
+    "public by design: a signed link is its own credential (see signed_links_...)",
+)];
+
+const ROLES: [&str; 14] = [
+    "admin",
+    "analyst",
+    "planner",
+    "gateway",
+    "service",
+    "council-secretariat",
+    "councillor",
+    "school-office",
+    "school-staff",
+    "kiosk-operator",
+    "kiosk-device",
+    "guardian",
+    "citizen",
+    "public",
+];
+
+#[test]
+fn every_role_against_every_endpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_secure(dir.path(), &[]);
+    // The first admin token of a new install: made by the command while the server runs,
+    // accepted at once.
+    let out = token_cmd(
+        dir.path(),
+        &["create", "--role", "admin", "--label", "first"],
+    );
+    let admin = last_line(&out);
+    assert!(admin.starts_with("clk_"), "{out}");
+    let r = client()
+        .get(format!("{}/api/v1/tables", server.url))
+        .bearer_auth(&admin)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    let mut tokens: BTreeMap<&str, String> = BTreeMap::new();
+    for role in ROLES {
+        let body = match role {
+            "gateway" => json!({"role": role, "tables": ["air_quality"]}),
+            "service" => json!({"role": role, "tables": ["air_*"]}),
+            _ => json!({"role": role}),
+        };
+        tokens.insert(role, create_via_api(&server, &admin, body).0);
+    }
+
+    // Every endpoint of the OpenAPI document is in the matrix (or tested apart).
+    let api: Value = client()
+        .get(format!("{}/api/v1/openapi.json", server.url))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let probe = endpoints("x");
+    for (path, item) in api["paths"].as_object().expect("paths") {
+        for method in item.as_object().expect("methods").keys() {
+            let m = method.to_uppercase();
+            let known = probe.iter().any(|e| e.method == m && e.path == path)
+                || TESTED_APART
+                    .iter()
+                    .any(|(k, _)| *k == format!("{m} {path}"));
+            assert!(known, "{m} {path} is not in the access matrix: add it");
+        }
+    }
+
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    let who: Vec<(&str, Option<&str>)> = std::iter::once(("anonymous", None))
+        .chain(ROLES.iter().map(|r| (*r, Some(tokens[r].as_str()))))
+        .collect();
+    for (name, token) in who {
+        // A fresh token to revoke for each caller, so a successful DELETE does not change
+        // what the next caller sees.
+        let (_, victim) = create_via_api(&server, &admin, json!({"role": "planner"}));
+        for ep in endpoints(&victim) {
+            let url = format!("{}{}", server.url, ep.url);
+            let c = client();
+            let mut req = match ep.method {
+                "GET" => c.get(&url),
+                "POST" => c.post(&url),
+                "PUT" => c.put(&url),
+                "DELETE" => c.delete(&url),
+                other => panic!("method {other}"),
+            };
+            if let Some((ct, body)) = &ep.body {
+                req = req.header("content-type", *ct).body(body.clone());
+            }
+            let status = with_token(req, token).send().unwrap().status().as_u16();
+            let allowed = match ep.expect {
+                Expect::Public => true,
+                Expect::Roles(roles) => roles.contains(&name),
+            };
+            let ok = if allowed {
+                status < 400
+            } else if token.is_none() {
+                status == 401
+            } else {
+                status == 403
+            };
+            checked += 1;
+            if !ok {
+                failures.push(format!(
+                    "{name} {} {}: got {status}, expected {}",
+                    ep.method,
+                    ep.url,
+                    if allowed {
+                        "2xx/3xx"
+                    } else if token.is_none() {
+                        "401"
+                    } else {
+                        "403"
+                    }
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "access matrix:\n{}",
+        failures.join("\n")
+    );
+    assert_eq!(checked, 15 * endpoints("x").len());
+}
+
+#[test]
+fn table_grants_shape_the_sql_catalog() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_secure(dir.path(), &[]);
+    let admin = last_line(&token_cmd(dir.path(), &["create", "--role", "admin"]));
+    let write = |table: &str, body: &str| {
+        let r = client()
+            .post(format!("{}/api/v1/write?table={table}", server.url))
+            .bearer_auth(&admin)
+            .header("content-type", "text/plain")
+            .body(body.to_string())
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 204, "{}", r.text().unwrap_or_default());
+    };
+    write(
+        "air_quality",
+        "air_quality,sensor=a1 pm25=10.5,email=\"mario@example.org\" 1767225600000000000\n\
+         air_quality,sensor=a2 pm25=20.5,email=\"anna@example.org\" 1767225601000000000",
+    );
+    write("noise", "noise,sensor=n1 laeq=55.0 1767225600000000000");
+    let analyst = last_line(&token_cmd(
+        dir.path(),
+        &[
+            "create",
+            "--role",
+            "analyst",
+            "--tables",
+            "air_*",
+            "--expires",
+            "90d",
+        ],
+    ));
+
+    let (s, v) = query(&server, &analyst, "SELECT count(*) AS n FROM air_quality");
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v[0]["n"], 2);
+    // Personal data masked for the analyst, visible to the admin.
+    let (_, v) = query(
+        &server,
+        &analyst,
+        "SELECT email FROM air_quality ORDER BY sensor",
+    );
+    assert_eq!(v[0]["email"], "***");
+    let (_, v) = query(
+        &server,
+        &admin,
+        "SELECT email FROM air_quality ORDER BY sensor",
+    );
+    assert_eq!(v[0]["email"], "mario@example.org");
+    // Filters on masked columns see the masked value, not the real one.
+    let (_, v) = query(
+        &server,
+        &analyst,
+        "SELECT count(*) AS n FROM air_quality WHERE email = 'mario@example.org'",
+    );
+    assert_eq!(v[0]["n"], 0);
+
+    for sql in [
+        "SELECT * FROM noise",
+        "SELECT * FROM datafusion.public.noise",
+        "SELECT a.sensor FROM air_quality a JOIN noise n ON a.sensor = n.sensor",
+        "SELECT * FROM air_quality WHERE sensor IN (SELECT sensor FROM noise)",
+        "WITH x AS (SELECT * FROM noise) SELECT * FROM x",
+    ] {
+        let (s, v) = query(&server, &analyst, sql);
+        assert!((400..500).contains(&s), "{sql}: {s} {v}");
+        assert!(
+            v["error"].as_str().unwrap_or("").contains("noise"),
+            "{sql}: {v}"
+        );
+    }
+    let (s, v) = query(
+        &server,
+        &analyst,
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1",
+    );
+    assert_eq!(s, 200);
+    assert_eq!(v, json!([{"table_name": "air_quality"}]));
+    let (_, v) = query(
+        &server,
+        &analyst,
+        "SELECT DISTINCT table_name FROM information_schema.columns WHERE table_schema = 'public'",
+    );
+    assert_eq!(v, json!([{"table_name": "air_quality"}]));
+    let (_, v) = query(
+        &server,
+        &admin,
+        "SELECT count(*) AS n FROM information_schema.tables WHERE table_schema = 'public'",
+    );
+    assert_eq!(v[0]["n"], 2);
+    // Read-only: no DDL, DML or statements.
+    for sql in [
+        "CREATE VIEW v AS SELECT * FROM air_quality",
+        "CREATE TABLE t AS SELECT 1",
+        "INSERT INTO air_quality VALUES (1)",
+        "SET datafusion.execution.batch_size = 1",
+        "COPY air_quality TO '/tmp/civiclake-leak.csv'",
+    ] {
+        let (s, v) = query(&server, &analyst, sql);
+        assert!((400..500).contains(&s), "{sql}: {s} {v}");
+    }
+    // Table functions work but reach no table.
+    let (s, v) = query(
+        &server,
+        &analyst,
+        "SELECT count(*) AS n FROM generate_series(1, 3)",
+    );
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v[0]["n"], 3);
+    // The catalog endpoint shows the granted tables only.
+    let tables: Value = client()
+        .get(format!("{}/api/v1/tables", server.url))
+        .bearer_auth(&analyst)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let names: Vec<&str> = tables
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["air_quality"]);
+}
+
+#[test]
+fn write_grants_namespaces_revocation_expiry_and_last_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = TestServer::start_secure(dir.path(), &[]);
+    let admin = last_line(&token_cmd(dir.path(), &["create", "--role", "admin"]));
+    let out = token_cmd(
+        dir.path(),
+        &[
+            "create",
+            "--role",
+            "gateway",
+            "--tables",
+            "air_quality",
+            "--label",
+            "gw-7",
+        ],
+    );
+    let gateway = last_line(&out);
+    let gateway_id = out
+        .lines()
+        .find_map(|l| l.strip_prefix("id:"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let post = |token: &str, table: &str| {
+        let r = client()
+            .post(format!("{}/api/v1/write?table={table}", server.url))
+            .bearer_auth(token)
+            .header("content-type", "text/plain")
+            .body(format!("{table},sensor=g1 v=1.0 1767225600000000000"))
+            .send()
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.text().unwrap_or_default())
+    };
+    assert_eq!(post(&gateway, "air_quality").0, 204);
+    let (s, body) = post(&gateway, "noise");
+    assert_eq!(s, 403);
+    assert!(body.contains("may not write table noise"), "{body}");
+    // Module tables: refused for everyone, the admin too, with the reason.
+    for token in [&gateway, &admin] {
+        let (s, body) = post(token, "council_votes");
+        assert_eq!(s, 403);
+        assert!(body.contains("belongs to the council module"), "{body}");
+        let (s, body) = post(token, "_checkpoints");
+        assert_eq!(s, 403);
+        assert!(body.contains("system table"), "{body}");
+    }
+    // A measurement naming another table inside the payload is checked too.
+    let r = client()
+        .post(format!("{}/write?db=x", server.url))
+        .bearer_auth(&gateway)
+        .body("air_quality,sensor=g1 v=2.0 1767225600000000000\nkiosk_state,k=1 up=1i 1767225600000000000")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let (_, v) = query(&server, &admin, "SELECT count(*) AS n FROM air_quality");
+    assert_eq!(v[0]["n"], 1, "a refused payload writes nothing");
+
+    // Missing, malformed and unknown tokens: 401 with a reason and a challenge.
+    let r = client()
+        .get(format!("{}/api/v1/tables", server.url))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(r.headers().get("www-authenticate").is_some());
+    assert!(r.text().unwrap().contains("civiclake token create"));
+    let r = client()
+        .get(format!("{}/api/v1/tables", server.url))
+        .bearer_auth("clk_000000000000_nope")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 401);
+
+    // Revoked through the API: refused at once.
+    let r = client()
+        .delete(format!("{}/api/v1/admin/tokens/{gateway_id}", server.url))
+        .bearer_auth(&admin)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let (s, body) = post(&gateway, "air_quality");
+    assert_eq!(s, 401);
+    assert!(body.contains("revoked"), "{body}");
+    // Revoked by the command beside the running server: refused within a second or two.
+    let out = token_cmd(dir.path(), &["create", "--role", "analyst"]);
+    let analyst = last_line(&out);
+    let analyst_id = out
+        .lines()
+        .find_map(|l| l.strip_prefix("id:"))
+        .unwrap()
+        .trim()
+        .to_string();
+    assert_eq!(query(&server, &analyst, "SELECT 1").0, 200);
+    token_cmd(dir.path(), &["revoke", &analyst_id]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (s, _) = query(&server, &analyst, "SELECT 1");
+        if s == 401 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "revocation by the command not seen"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+
+    // Expiry.
+    let short = last_line(&token_cmd(
+        dir.path(),
+        &["create", "--role", "analyst", "--expires", "1s"],
+    ));
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let (s, v) = query(&server, &short, "SELECT 1");
+    assert_eq!(s, 401);
+    assert!(v["error"].as_str().unwrap().contains("expired"), "{v}");
+
+    // Tokens are listed without secrets; last use is written at shutdown at the latest.
+    let r: Value = client()
+        .get(format!("{}/api/v1/admin/tokens", server.url))
+        .bearer_auth(&admin)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let text = r.to_string();
+    assert!(!text.contains(admin.rsplit_once('_').unwrap().1));
+    let status = server.terminate();
+    assert!(status.success());
+    let listed = token_cmd(dir.path(), &["list"]);
+    let gw_line = listed.lines().find(|l| l.starts_with(&gateway_id)).unwrap();
+    assert!(gw_line.contains("(revoked)"), "{listed}");
+    assert!(gw_line.contains("gw-7"), "{listed}");
+    assert!(
+        !gw_line.contains("  -  "),
+        "the gateway's last use should be recorded: {listed}"
+    );
+}
+
+#[test]
+fn signed_links_give_citizens_a_scoped_session_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_secure(dir.path(), &[]);
+    // Signed by the command, opened on the server.
+    let url = last_line(&token_cmd(
+        dir.path(),
+        &[
+            "link",
+            "--role",
+            "guardian",
+            "--subject",
+            "RSSMRA80A01G999X",
+            "--base-url",
+            &server.url,
+        ],
+    ));
+    assert!(
+        url.starts_with(&format!("{}/auth/link?t=", server.url)),
+        "{url}"
+    );
+    let r = client().get(&url).send().unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/");
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let pair = cookie.split(';').next().unwrap().to_string();
+    // The session is a guardian: known (not 401) but without SQL (403).
+    let r = client()
+        .post(format!("{}/api/v1/query", server.url))
+        .header("cookie", &pair)
+        .json(&json!({"sql": "SELECT 1"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(r.text().unwrap().contains("role guardian"));
+    // Once only; forged links fail.
+    let r = client().get(&url).send().unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(r.text().unwrap().contains("already used"));
+    let r = client()
+        .get(format!("{}/auth/link?t=abc.def", server.url))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    // Admin links are refused.
+    let out = Command::new(binary())
+        .args([
+            "token",
+            "link",
+            "--role",
+            "admin",
+            "--subject",
+            "X",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("admin permission"));
+}
+
+#[test]
+fn auth_can_only_be_turned_off_on_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(binary())
+        .args([
+            "serve",
+            "--insecure-no-auth",
+            "--http-addr",
+            "0.0.0.0:0",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("only allowed on a loopback address"), "{err}");
+}
