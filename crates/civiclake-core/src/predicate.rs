@@ -40,6 +40,12 @@ pub enum Literal {
 }
 
 impl Literal {
+    /// A timestamp from text: RFC 3339 (`2026-01-01T00:00:00Z`, any offset), a date-time
+    /// without offset (UTC) or a date (midnight UTC).
+    pub fn parse_timestamp(text: &str) -> Result<Literal, PredicateError> {
+        parse_timestamp(text).map(Literal::Timestamp)
+    }
+
     /// A one-element array of the literal's natural type.
     fn to_array(&self) -> ArrayRef {
         match self {
@@ -737,6 +743,14 @@ mod tests {
         assert_eq!(
             RowPredicate::And(vec![]).bind(&schema).unwrap_err(),
             PredicateError::Empty("AND")
+        );
+        assert_eq!(
+            Literal::parse_timestamp("2026-01-01"),
+            Ok(Literal::Timestamp(JAN_1))
+        );
+        assert_eq!(
+            Literal::parse_timestamp("2026-01-01 00:00:01.5"),
+            Ok(Literal::Timestamp(JAN_1 + 1_500_000))
         );
         let bound = RowPredicate::compare("time", CompareOp::Lt, "2026-01-01T01:00:00+01:00")
             .bind(&schema)
