@@ -73,6 +73,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(ops::tables))
         .routes(routes!(ops::flush))
         .routes(routes!(ops::compact))
+        .routes(routes!(ops::delete))
 }
 
 /// The router and its OpenAPI document.

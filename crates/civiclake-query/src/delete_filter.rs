@@ -99,8 +99,10 @@ impl ExecutionPlan for DeleteFilterExec {
         vec![&self.input]
     }
 
+    /// The rows keep their order, but the output claims no ordering (it may drop columns an
+    /// ordering is on), so sorts are planned above this node, never below.
     fn maintains_input_order(&self) -> Vec<bool> {
-        vec![true]
+        vec![false]
     }
 
     fn apply_expressions(
