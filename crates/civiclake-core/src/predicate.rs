@@ -204,6 +204,9 @@ pub enum PredicateError {
     /// A string compared with a timestamp column is not a timestamp.
     #[error("'{0}' is not a timestamp (use RFC 3339, e.g. 2026-01-01T00:00:00Z)")]
     InvalidTimestamp(String),
+    /// A float constant that is NaN or infinite (it could not be stored).
+    #[error("{0} is not a finite number")]
+    NotFinite(String),
     /// An `AND` or `OR` without operands.
     #[error("empty {0}: give at least one condition")]
     Empty(&'static str),
@@ -255,6 +258,11 @@ fn coerce(
         column_type: describe_type(data_type),
         literal: literal.to_string(),
     };
+    if let Literal::Float(v) = literal
+        && !v.is_finite()
+    {
+        return Err(PredicateError::NotFinite(v.to_string()));
+    }
     let value = value_type(data_type);
     Ok(match (value, literal) {
         (DataType::Timestamp(_, _), Literal::Timestamp(v)) => Literal::Timestamp(*v),
@@ -743,6 +751,13 @@ mod tests {
         assert_eq!(
             RowPredicate::And(vec![]).bind(&schema).unwrap_err(),
             PredicateError::Empty("AND")
+        );
+        assert_eq!(
+            RowPredicate::eq("pm25", f64::NAN)
+                .bind(&schema)
+                .unwrap_err()
+                .to_string(),
+            "NaN is not a finite number"
         );
         assert_eq!(
             Literal::parse_timestamp("2026-01-01"),
