@@ -5,7 +5,11 @@
 //! * `WRITE [table]` followed by lines of InfluxDB line protocol (nanosecond timestamps):
 //!   written through the WAL like an HTTP write (the table defaults to each measurement);
 //! * `FLUSH`: moves the buffer into the Delta tables;
-//! * `COMPACT`: merges small files.
+//! * `COMPACT`: merges small files;
+//! * `DELETE table WHERE condition`: a delete by SQL condition (counts the buffered rows
+//!   deleted at once; rows in files are hidden, and removed by the next `FLUSH`);
+//! * `REPLACE table KEY col[,col...]` followed by line protocol: a replace-by-key (counts the
+//!   rows written).
 
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use civiclake_ingest::{DecodeOptions, Precision};
@@ -33,7 +37,11 @@ struct CivicLake {
 }
 
 impl CivicLake {
-    async fn write(&self, table: Option<&str>, body: &str) -> Result<u64, TestError> {
+    fn decode(
+        &self,
+        table: Option<&str>,
+        body: &str,
+    ) -> Result<Vec<civiclake_ingest::TableBatch>, TestError> {
         let opts = DecodeOptions {
             table: table.map(str::to_string),
             precision: Precision::Nanosecond,
@@ -49,17 +57,49 @@ impl CivicLake {
                 e.line, e.column, e.message
             )));
         }
+        Ok(decoded.batches)
+    }
+
+    async fn write(&self, table: Option<&str>, body: &str) -> Result<u64, TestError> {
+        let batches = self.decode(table, body)?;
         let rows = self
             .lake
-            .write(
-                decoded
-                    .batches
-                    .into_iter()
-                    .map(|b| (b.table, b.batch))
-                    .collect(),
-            )
+            .write(batches.into_iter().map(|b| (b.table, b.batch)).collect())
             .await
             .map_err(|e| TestError(e.to_string()))?;
+        Ok(rows as u64)
+    }
+
+    /// `DELETE table WHERE condition`.
+    async fn delete(&self, statement: &str) -> Result<u64, TestError> {
+        let usage = || TestError("usage: DELETE table WHERE condition".into());
+        let rest = statement.trim().strip_prefix("DELETE").ok_or_else(usage)?;
+        let (table, condition) = rest.split_once(" WHERE ").ok_or_else(usage)?;
+        let predicate = civiclake_query::parse_predicate(condition.trim())
+            .map_err(|e| TestError(e.to_string()))?;
+        let outcome = self
+            .lake
+            .delete_where(table.trim(), predicate)
+            .await
+            .map_err(|e| TestError(e.to_string()))?;
+        Ok(outcome.buffer_rows_deleted as u64)
+    }
+
+    /// `REPLACE table KEY a,b` + line protocol.
+    async fn replace(&self, first: &str, body: &str) -> Result<u64, TestError> {
+        let words: Vec<&str> = first.split_whitespace().collect();
+        let [_, table, "KEY", keys] = words.as_slice() else {
+            return Err(TestError("usage: REPLACE table KEY col[,col...]".into()));
+        };
+        let keys: Vec<String> = keys.split(',').map(str::to_string).collect();
+        let mut rows = 0;
+        for b in self.decode(Some(table), body)? {
+            rows += self
+                .lake
+                .replace_by_key(&b.table, keys.clone(), b.batch)
+                .await
+                .map_err(|e| TestError(e.to_string()))?;
+        }
         Ok(rows as u64)
     }
 }
@@ -99,6 +139,15 @@ impl sqllogictest::AsyncDB for CivicLake {
             Some("WRITE") => {
                 return self
                     .write(words.next(), rest)
+                    .await
+                    .map(DBOutput::StatementComplete);
+            }
+            Some("DELETE") if words.clone().next() != Some("FROM") => {
+                return self.delete(trimmed).await.map(DBOutput::StatementComplete);
+            }
+            Some("REPLACE") => {
+                return self
+                    .replace(first, rest)
                     .await
                     .map(DBOutput::StatementComplete);
             }

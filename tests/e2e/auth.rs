@@ -188,6 +188,16 @@ fn endpoints(victim_token_id: &str) -> Vec<Endpoint> {
             Expect::Roles(ADMIN),
         ),
         e(
+            "POST",
+            "/api/v1/admin/delete",
+            "/api/v1/admin/delete",
+            Some((
+                "application/json",
+                json!({"table": "air_quality", "where": "sensor = 'nobody'"}).to_string(),
+            )),
+            Expect::Roles(ADMIN),
+        ),
+        e(
             "GET",
             "/api/v1/admin/tokens",
             "/api/v1/admin/tokens",
@@ -458,7 +468,8 @@ fn table_grants_shape_the_sql_catalog() {
         &admin,
         "SELECT count(*) AS n FROM information_schema.tables WHERE table_schema = 'public'",
     );
-    assert_eq!(v[0]["n"], 2);
+    // The admin sees both tables and the `_checkpoints` system table.
+    assert_eq!(v[0]["n"], 3);
     // Read-only: no DDL, DML or statements.
     for sql in [
         "CREATE VIEW v AS SELECT * FROM air_quality",

@@ -317,6 +317,7 @@ fn openapi_health_metrics_and_tables() {
         "/metrics",
         "/api/v1/tables",
         "/api/v1/admin/flush",
+        "/api/v1/admin/delete",
     ] {
         assert!(
             api["paths"].get(path).is_some(),
@@ -369,14 +370,126 @@ fn openapi_health_metrics_and_tables() {
         .unwrap()
         .json()
         .unwrap();
-    assert_eq!(tables[0]["name"], "air");
-    assert_eq!(tables[0]["files"], 1);
-    assert_eq!(tables[0]["buffered_rows"], 0);
+    let names: Vec<&str> = tables
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["_checkpoints", "air"]);
+    let air = &tables[1];
+    assert_eq!(air["files"], 1);
+    assert_eq!(air["buffered_rows"], 0);
     assert_eq!(
-        tables[0]["columns"][0],
+        air["columns"][0],
         json!({"name": "time", "role": "time", "data_type": "Timestamp(µs, \"UTC\")"})
     );
-    assert_eq!(tables[0]["columns"][1]["role"], "tag");
+    assert_eq!(air["columns"][1]["role"], "tag");
     // The flushed rows are read back from Delta.
     assert_eq!(server.scalar("SELECT count(*) FROM air"), 10.0);
+}
+
+#[test]
+fn admin_delete_hides_rows_at_once_and_after_a_kill() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = TestServer::start(dir.path(), &[]);
+    server.write_lp("air", &lp_rows(100));
+    let client = TestServer::client();
+    let flushed: Value = client
+        .post(format!("{}/api/v1/admin/flush", server.url))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(flushed["rows"], 100);
+    server.write_lp(
+        "air",
+        &format!(
+            "air,sensor=s001,district=d0 pm25=1 {}\nair,sensor=s999,district=d1 pm25=2 {}",
+            T0 + 1,
+            T0 + 2
+        ),
+    );
+    let delete = |body: Value| {
+        let r = client
+            .post(format!("{}/api/v1/admin/delete", server.url))
+            .json(&body)
+            .send()
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json::<Value>().unwrap())
+    };
+
+    let (status, body) =
+        delete(json!({"table": "air", "where": "sensor = 's001' OR district = 'd5'"}));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        json!({"table": "air", "buffer_rows_deleted": 1, "pending_for_files": true})
+    );
+    let kept_in_files = (0..100).filter(|i| i % 50 != 1 && i % 6 != 5).count();
+    let expected = (kept_in_files + 1) as f64;
+    assert_eq!(server.scalar("SELECT count(*) FROM air"), expected);
+    assert_eq!(
+        server.scalar("SELECT count(*) FROM air WHERE sensor = 's001' OR district = 'd5'"),
+        0.0
+    );
+
+    // Errors: a bad condition is a 400 with the reason, an unknown table a 404.
+    let (status, body) = delete(json!({"table": "air", "where": "sensor = "}));
+    assert_eq!(status, 400);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("cannot parse the condition"),
+        "{body}"
+    );
+    let (status, body) = delete(json!({"table": "air", "where": "pm25 > battery"}));
+    assert_eq!(status, 400);
+    assert!(
+        body["error"].as_str().unwrap().contains("is not supported"),
+        "{body}"
+    );
+    let (status, body) = delete(json!({"table": "air", "where": "pm25 > 'high'"}));
+    assert_eq!(status, 400);
+    assert_eq!(
+        body["error"],
+        "invalid condition on table 'air': column 'pm25' is float and cannot be compared with 'high'"
+    );
+    let (status, body) = delete(json!({"table": "nope", "where": "pm25 > 1"}));
+    assert_eq!(status, 404);
+    assert_eq!(body["error"], "table 'nope' does not exist");
+    let (status, body) = delete(json!({"table": "air"}));
+    assert_eq!(status, 400);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid delete request"),
+        "{body}"
+    );
+
+    // The delete is in the WAL: after SIGKILL the restarted server hides the rows again,
+    // and its flush removes them from the files.
+    server.kill9();
+    let server = server.restart();
+    assert_eq!(server.scalar("SELECT count(*) FROM air"), expected);
+    let flushed: Value = client
+        .post(format!("{}/api/v1/admin/flush", server.url))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(flushed["rows_deleted"], 100 - kept_in_files);
+    assert_eq!(server.scalar("SELECT count(*) FROM air"), expected);
+
+    let api: Value = client
+        .get(format!("{}/api/v1/openapi.json", server.url))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let schema = &api["components"]["schemas"]["DeleteRequest"]["properties"];
+    assert!(schema.get("where").is_some(), "{schema}");
 }

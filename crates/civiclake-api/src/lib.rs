@@ -84,6 +84,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(auth::put_role))
         .routes(routes!(auth::create_link))
         .routes(routes!(auth::open_link))
+        .routes(routes!(ops::delete))
 }
 
 /// The router and its OpenAPI document.

@@ -1,15 +1,16 @@
-//! Operations: health, metrics, the table list, flush and compaction on demand.
+//! Operations: health, metrics, the table list, flush, compaction and deletes on demand.
 
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
 use axum::Json;
 use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
 use axum::http::header;
 use axum::response::IntoResponse;
 use civiclake_auth::Permission;
 use civiclake_core::role_of;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The answer of `GET /health`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -129,4 +130,58 @@ pub(crate) async fn compact(
     caller.require(Permission::Admin)?;
     let stats = state.lake.compact(true).await?;
     Ok(Json(stats))
+}
+
+/// A delete by condition.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub(crate) struct DeleteRequest {
+    /// Table name.
+    pub table: String,
+    /// SQL boolean condition on the table's columns, e.g.
+    /// `time < '2026-01-01T00:00:00Z' AND sensor = 'a1'`.
+    #[serde(rename = "where")]
+    pub condition: String,
+}
+
+/// What a delete did.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct DeleteResponse {
+    /// Table name.
+    pub table: String,
+    /// Buffered rows deleted at once.
+    pub buffer_rows_deleted: usize,
+    /// Whether rows in the table's files (or being flushed) are still to be rewritten: they
+    /// are hidden from queries already, and removed from the files by the next flush.
+    pub pending_for_files: bool,
+}
+
+/// Deletes the rows of a table matching a condition (retention, GDPR): durable when
+/// answered, invisible to queries at once, removed from the Parquet files by the next flush.
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/delete",
+    request_body = DeleteRequest,
+    responses(
+        (status = 200, body = DeleteResponse),
+        (status = 400, description = "Condition not understood or not fitting the table", body = ErrorBody),
+        (status = 404, description = "No such table", body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ),
+    tag = "operations"
+)]
+pub(crate) async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    req: Result<Json<DeleteRequest>, JsonRejection>,
+) -> Result<Json<DeleteResponse>, ApiError> {
+    caller.require(Permission::Admin)?;
+    let Json(req) = req
+        .map_err(|e| ApiError::bad_request(format!("invalid delete request: {}", e.body_text())))?;
+    let predicate = civiclake_query::parse_predicate(&req.condition)?;
+    let outcome = state.lake.delete_where(&req.table, predicate).await?;
+    Ok(Json(DeleteResponse {
+        table: req.table,
+        buffer_rows_deleted: outcome.buffer_rows_deleted,
+        pending_for_files: outcome.pending_for_files,
+    }))
 }

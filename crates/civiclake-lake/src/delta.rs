@@ -199,15 +199,19 @@ impl DeltaHandle {
         Ok((!same).then_some(wanted))
     }
 
-    /// Commits new files written by a flush, widening the schema if needed, and records that
-    /// WAL segments up to `wal_segment` are in the table.
+    /// Commits new files written by a flush, and the files it rewrote to apply deletes
+    /// (`removed` replaced by some of `adds`; `deletes` describes them), widening the schema
+    /// if needed, and records that WAL segments up to `wal_segment` are in the table — all in
+    /// one commit.
     pub(crate) async fn commit_flush(
         &mut self,
         schema: &Schema,
         adds: Vec<Add>,
+        removed: &[DataFile],
         wal_segment: u64,
+        deletes: Option<String>,
     ) -> Result<()> {
-        let mut actions = Vec::with_capacity(adds.len() + 1);
+        let mut actions = Vec::with_capacity(adds.len() + removed.len() + 1);
         if let Some(wanted) = self.schema_differs(schema)? {
             let metadata = self
                 .state
@@ -217,15 +221,21 @@ impl DeltaHandle {
                 .map_err(deltalake::DeltaTableError::from)?;
             actions.push(Action::Metadata(metadata));
         }
+        let now = chrono::Utc::now().timestamp_millis();
+        actions.extend(removed.iter().map(|f| remove_action(f, true, now)));
         actions.extend(adds.into_iter().map(Action::Add));
         let props = CommitProperties::default().with_application_transaction(Transaction::new(
             WAL_APP_ID,
             i64::try_from(wal_segment).unwrap_or(i64::MAX),
         ));
-        let op = DeltaOperation::Write {
-            mode: SaveMode::Append,
-            partition_by: Some(vec![DAY_COLUMN.to_string()]),
-            predicate: None,
+        let op = if removed.is_empty() {
+            DeltaOperation::Write {
+                mode: SaveMode::Append,
+                partition_by: Some(vec![DAY_COLUMN.to_string()]),
+                predicate: None,
+            }
+        } else {
+            DeltaOperation::Delete { predicate: deletes }
         };
         self.commit(CommitBuilder::from(props).with_actions(actions), op)
             .await
@@ -241,23 +251,7 @@ impl DeltaHandle {
         let now = chrono::Utc::now().timestamp_millis();
         let mut actions: Vec<Action> = removed
             .iter()
-            .map(|f| {
-                Action::Remove(Remove {
-                    path: f.relative.clone(),
-                    data_change: false,
-                    deletion_timestamp: Some(now),
-                    extended_file_metadata: Some(true),
-                    partition_values: Some(HashMap::from([(
-                        DAY_COLUMN.to_string(),
-                        Some(f.day.clone()),
-                    )])),
-                    size: i64::try_from(f.size).ok(),
-                    tags: None,
-                    deletion_vector: None,
-                    base_row_id: None,
-                    default_row_commit_version: None,
-                })
-            })
+            .map(|f| remove_action(f, false, now))
             .collect();
         actions.extend(added.into_iter().map(Action::Add));
         let op = DeltaOperation::Optimize {
@@ -291,6 +285,25 @@ impl DeltaHandle {
         self.state = table.snapshot()?.clone();
         Ok(metrics.files_deleted.len())
     }
+}
+
+/// A Delta `remove` action for `file`, removed at `now` (ms).
+fn remove_action(file: &DataFile, data_change: bool, now: i64) -> Action {
+    Action::Remove(Remove {
+        path: file.relative.clone(),
+        data_change,
+        deletion_timestamp: Some(now),
+        extended_file_metadata: Some(true),
+        partition_values: Some(HashMap::from([(
+            DAY_COLUMN.to_string(),
+            Some(file.day.clone()),
+        )])),
+        size: i64::try_from(file.size).ok(),
+        tags: None,
+        deletion_vector: None,
+        base_row_id: None,
+        default_row_commit_version: None,
+    })
 }
 
 /// A Delta `add` action for a new file of `day`.

@@ -20,6 +20,17 @@ pub enum Error {
     /// The write does not follow the table conventions (missing time column, bad type, bad name).
     #[error("invalid write: {0}")]
     InvalidWrite(String),
+    /// The table does not exist.
+    #[error("table '{0}' does not exist")]
+    TableNotFound(String),
+    /// A delete predicate does not fit the table.
+    #[error("invalid condition on table '{table}': {source}")]
+    InvalidPredicate {
+        /// Table name.
+        table: String,
+        /// What does not fit.
+        source: civiclake_core::PredicateError,
+    },
     /// The lake was opened read-only (e.g. by `civiclake sql --data-dir`).
     #[error("the lake is open read-only")]
     ReadOnly,
@@ -66,7 +77,10 @@ impl Error {
     /// The class of this error (decides the HTTP status).
     pub fn class(&self) -> ErrorClass {
         match self {
-            Error::TypeConflict { .. } | Error::InvalidWrite(_) => ErrorClass::User,
+            Error::TypeConflict { .. }
+            | Error::InvalidWrite(_)
+            | Error::InvalidPredicate { .. } => ErrorClass::User,
+            Error::TableNotFound(_) => ErrorClass::NotFound,
             Error::ReadOnly => ErrorClass::User,
             Error::Locked(_) | Error::ShuttingDown => ErrorClass::Unavailable,
             Error::Io { .. } | Error::ObjectStore(_) => ErrorClass::Unavailable,

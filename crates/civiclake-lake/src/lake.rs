@@ -1,11 +1,16 @@
 //! The lake: tables made of a WAL-backed buffer and a Delta table, with flush and compaction.
 
+mod changes;
+
+pub use changes::{CHECKPOINTS_TABLE, Change, ChangeOutcome, DeleteOutcome};
+
 use crate::config::LakeConfig;
+use crate::deletes::DeleteSet;
 use crate::delta::{self, DeltaHandle, add_action};
 use crate::error::{Error, Result};
 use crate::parquet_io::{delta_stats, read_parquet, sort_by_day, write_parquet, writer_properties};
-use crate::table::{DataFile, Table, TableSnapshot, project, validate_batch};
-use crate::wal::{self, Wal, encode_record};
+use crate::table::{DataFile, Table, TableSnapshot, project};
+use crate::wal::{self, Wal};
 use arrow::datatypes::{Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use civiclake_core::validate_table_name;
@@ -73,6 +78,10 @@ pub struct FlushStats {
     pub rows: usize,
     /// Files written.
     pub files: usize,
+    /// Files rewritten (or removed) to apply deletes.
+    pub files_rewritten: usize,
+    /// Rows those deletes removed from files.
+    pub rows_deleted: usize,
     /// Tables whose flush failed (they are retried on the next flush).
     pub failed_tables: Vec<String>,
 }
@@ -97,6 +106,7 @@ pub struct Lake {
     store: Arc<dyn ObjectStore>,
     catalog: Catalog,
     wal: Option<Wal>,
+    checkpoints: changes::Checkpoints,
     flush_lock: tokio::sync::Mutex<()>,
     first_unflushed: Mutex<Option<Instant>>,
     shutting_down: AtomicBool,
@@ -151,26 +161,24 @@ impl Lake {
         }
         let lake_metrics = LakeMetrics::default();
         let segments = wal::list_segments(&wal_dir)?;
-        let mut replayed = 0usize;
+        let checkpoints = changes::Checkpoints::default();
+        let (mut replayed, mut replayed_changes) = (0usize, 0usize);
         let mut wal_bytes = 0u64;
         for &seg in &segments {
             let path = wal::segment_path(&wal_dir, seg);
             wal_bytes += std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
             for record in wal::read_segment(&path)? {
-                for (name, batch) in record {
-                    if covered.get(&name).is_some_and(|&v| seg <= v) {
-                        continue;
-                    }
-                    let table = get_or_create(&catalog, &name);
-                    if let Err(e) = table.evolve(&batch.schema()) {
-                        tracing::error!(table = %name, segment = seg, error = %e, "WAL entry does not fit its table; skipped");
-                        continue;
-                    }
-                    replayed += batch.num_rows();
-                    table.append(batch);
-                }
+                let (rows, applied) =
+                    changes::replay_record(&catalog, &checkpoints, &covered, seg, record);
+                replayed += rows;
+                replayed_changes += applied;
             }
         }
+        if mode == OpenMode::ReadWrite {
+            changes::checkpoints_table(&catalog)?;
+        }
+        let store: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new());
+        *checkpoints.write() = changes::load_checkpoints(&catalog, store.as_ref()).await?;
         lake_metrics
             .rows_replayed
             .store(replayed as u64, Ordering::Relaxed);
@@ -194,11 +202,12 @@ impl Lake {
         Ok(Arc::new(Self {
             tables_dir,
             root,
-            store: Arc::new(LocalFileSystem::new()),
+            store,
             catalog,
             wal,
+            checkpoints,
             flush_lock: tokio::sync::Mutex::new(()),
-            first_unflushed: Mutex::new((replayed > 0).then(Instant::now)),
+            first_unflushed: Mutex::new((replayed_changes > 0).then(Instant::now)),
             shutting_down: AtomicBool::new(false),
             metrics: lake_metrics,
             _lock: lock,
@@ -249,45 +258,11 @@ impl Lake {
     /// Writes batches (each for one table) durably: schema checked and widened, WAL
     /// fsynced, rows in the buffer — then returns the number of rows written.
     pub async fn write(&self, batches: Vec<(String, RecordBatch)>) -> Result<usize> {
-        let wal = self.wal.as_ref().ok_or(Error::ReadOnly)?;
-        if self.shutting_down.load(Ordering::Acquire) {
-            return Err(Error::ShuttingDown);
-        }
-        let mut entries = Vec::with_capacity(batches.len());
-        let mut handles = Vec::with_capacity(batches.len());
-        let mut rows = 0;
-        for (name, batch) in batches {
-            if batch.num_rows() == 0 {
-                continue;
-            }
-            validate_table_name(&name).map_err(Error::InvalidWrite)?;
-            validate_batch(&batch)?;
-            let table = get_or_create(&self.catalog, &name);
-            table.evolve(&batch.schema())?;
-            rows += batch.num_rows();
-            handles.push((table, batch.clone()));
-            entries.push((name, batch));
-        }
-        if rows == 0 {
-            return Ok(0);
-        }
-        let record = encode_record(&entries)?;
-        drop(entries);
-        wal.append(
-            record,
-            Box::new(move || {
-                for (table, batch) in handles {
-                    table.append(batch);
-                }
-            }),
-        )
-        .await?;
-        self.first_unflushed.lock().get_or_insert_with(Instant::now);
-        self.metrics
-            .rows_written
-            .fetch_add(rows as u64, Ordering::Relaxed);
-        self.metrics.writes.fetch_add(1, Ordering::Relaxed);
-        Ok(rows)
+        let changes = batches
+            .into_iter()
+            .map(|(table, batch)| Change::Rows { table, batch })
+            .collect();
+        Ok(self.apply(changes).await?.rows_written)
     }
 
     /// Rows in memory not yet in Delta.
@@ -342,13 +317,19 @@ impl Lake {
             .await?;
         let mut stats = FlushStats::default();
         for table in self.tables() {
-            if table.state.lock().persisting.is_empty() {
+            let has_work = {
+                let state = table.state.lock();
+                !state.persisting.is_empty() || state.pending.iter().any(|p| p.segment <= segment)
+            };
+            if !has_work {
                 continue;
             }
             match self.persist(&table, segment).await {
-                Ok((rows, files)) => {
-                    stats.rows += rows;
-                    stats.files += files;
+                Ok(persisted) => {
+                    stats.rows += persisted.rows;
+                    stats.files += persisted.files;
+                    stats.files_rewritten += persisted.files_rewritten;
+                    stats.rows_deleted += persisted.rows_deleted;
                 }
                 Err(e) => {
                     tracing::error!(table = %table.name, error = %e, "flush failed; rows stay in the WAL and the buffer and are retried");
@@ -366,10 +347,12 @@ impl Lake {
         self.metrics
             .rows_flushed
             .fetch_add(stats.rows as u64, Ordering::Relaxed);
-        if stats.rows > 0 {
+        if stats.rows > 0 || stats.files_rewritten > 0 {
             tracing::info!(
                 rows = stats.rows,
                 files = stats.files,
+                files_rewritten = stats.files_rewritten,
+                rows_deleted = stats.rows_deleted,
                 segment,
                 "flushed the buffer to Delta"
             );
@@ -440,35 +423,72 @@ impl Lake {
         Ok((adds, files))
     }
 
-    async fn persist(&self, table: &Table, segment: u64) -> Result<(usize, usize)> {
-        let (schema, batches) = {
-            let state = table.state.lock();
-            let schema = state.schema.clone();
-            let batches = state
-                .persisting
-                .iter()
-                .map(|b| project(b, &schema))
-                .collect::<Result<Vec<_>>>()?;
-            (schema, batches)
-        };
-        let taken = batches.len();
+    /// Writes the persisting rows of `table` to new files and applies the deletes of WAL
+    /// segments up to `segment` to its existing files, in one Delta commit that also records
+    /// `segment` as covered.
+    async fn persist(&self, table: &Table, segment: u64) -> Result<FlushStats> {
+        let taken = take_persisting(table, segment)?;
+        self.commit_persisting(table, segment, taken).await
+    }
+
+    async fn commit_persisting(
+        &self,
+        table: &Table,
+        segment: u64,
+        persisting: Persisting,
+    ) -> Result<FlushStats> {
+        let Persisting {
+            schema,
+            batches,
+            taken,
+            files,
+            deletes,
+        } = persisting;
         let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
         let mut guard = table.delta.lock().await;
-        let handle = self.delta_handle(table, &mut guard, &schema).await?;
-        let (adds, files) = self
+        let rewrite = self
+            .rewrite_files(&table.name, &schema, &files, &deletes)
+            .await?;
+        let (adds, new_files) = self
             .write_files(&table.name, schema.clone(), batches)
             .await?;
-        let file_count = files.len();
-        handle.commit_flush(&schema, adds, segment).await?;
+        let stats = FlushStats {
+            rows,
+            files: new_files.len(),
+            files_rewritten: rewrite.removed.len(),
+            rows_deleted: rewrite.rows_deleted,
+            failed_tables: Vec::new(),
+        };
+        if !adds.is_empty() || !rewrite.removed.is_empty() {
+            let handle = self.delta_handle(table, &mut guard, &schema).await?;
+            let description = (!rewrite.removed.is_empty()).then(|| deletes.describe());
+            let mut all_adds = rewrite.adds;
+            all_adds.extend(adds);
+            handle
+                .commit_flush(&schema, all_adds, &rewrite.removed, segment, description)
+                .await?;
+        }
         let mut state = table.state.lock();
         state.persisting.drain(..taken);
         if state.persisting.is_empty() {
             state.persisting_segment = None;
         }
-        let mut all = state.files.as_ref().clone();
-        all.extend(files);
+        let removed: HashSet<&str> = rewrite
+            .removed
+            .iter()
+            .map(|f| f.relative.as_str())
+            .collect();
+        let mut all: Vec<DataFile> = state
+            .files
+            .iter()
+            .filter(|f| !removed.contains(f.relative.as_str()))
+            .cloned()
+            .collect();
+        all.extend(rewrite.files);
+        all.extend(new_files);
         state.files = Arc::new(all);
-        Ok((rows, file_count))
+        Arc::make_mut(&mut state.pending).retain(|p| p.segment > segment);
+        Ok(stats)
     }
 
     /// Merges small files of each day partition into larger sorted ones, then deletes files
@@ -619,6 +639,46 @@ impl Lake {
         }
         Ok(stats)
     }
+}
+
+/// What a flush takes of a table: the rows to write, the files as they are and the deletes
+/// of the segments the flush covers.
+#[derive(Debug)]
+struct Persisting {
+    schema: SchemaRef,
+    batches: Vec<RecordBatch>,
+    /// Number of persisting batch slots taken (dropped from the buffer after the commit).
+    taken: usize,
+    files: Arc<Vec<DataFile>>,
+    deletes: DeleteSet,
+}
+
+fn take_persisting(table: &Table, segment: u64) -> Result<Persisting> {
+    let state = table.state.lock();
+    let schema = state.schema.clone();
+    let batches = state
+        .persisting
+        .iter()
+        .filter(|b| b.num_rows() > 0)
+        .map(|b| project(b, &schema))
+        .collect::<Result<Vec<_>>>()?;
+    // Every row of the current files was written before every pending delete, and the rows
+    // flushed now already had the deletes applied in the buffer: the deletes this flush
+    // covers apply to the current files, not to its new ones. Deletes logged after the
+    // rotation stay pending, and so also hide rows of the files this flush writes.
+    let covered: Vec<_> = state
+        .pending
+        .iter()
+        .filter(|p| p.segment <= segment)
+        .cloned()
+        .collect();
+    Ok(Persisting {
+        schema,
+        batches,
+        taken: state.persisting.len(),
+        files: state.files.clone(),
+        deletes: DeleteSet::new(Arc::new(covered)),
+    })
 }
 
 fn get_or_create(catalog: &Catalog, name: &str) -> Arc<Table> {

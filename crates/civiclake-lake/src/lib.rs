@@ -15,8 +15,12 @@
 //!   log together with the last WAL segment they cover, and only then deletes the segments.
 //! * Compaction ([`Lake::compact`]) merges small files of a day; replaced files are vacuumed
 //!   after a grace period.
+//! * Besides rows, the WAL logs replace-by-key ([`Lake::replace_by_key`]), delete-by-predicate
+//!   ([`Lake::delete_where`]) and checkpoints ([`Lake::set_checkpoint`]), applied to the
+//!   buffer at once and to the files by the next flush, replayed in order after a crash.
 
 mod config;
+mod deletes;
 mod delta;
 mod error;
 mod lake;
@@ -25,7 +29,11 @@ mod table;
 mod wal;
 
 pub use config::LakeConfig;
+pub use deletes::DeleteSet;
 pub use delta::{DAY_COLUMN, WAL_APP_ID};
 pub use error::{Error, Result};
-pub use lake::{CompactStats, FlushStats, Lake, LakeMetrics, LakeStats, OpenMode};
+pub use lake::{
+    CHECKPOINTS_TABLE, Change, ChangeOutcome, CompactStats, DeleteOutcome, FlushStats, Lake,
+    LakeMetrics, LakeStats, OpenMode,
+};
 pub use table::{DataFile, TableSnapshot};

@@ -1,5 +1,6 @@
 //! One table of the lake in memory: its schema, its buffered rows and its Parquet files.
 
+use crate::deletes::{DeleteKind, DeleteSet, PendingDelete, delete_from_batches, push_pending};
 use crate::error::{Error, Result};
 use arrow::array::{ArrayRef, RecordBatch, new_null_array};
 use arrow::compute::concat_batches;
@@ -41,10 +42,13 @@ pub struct DataFile {
 pub struct TableSnapshot {
     /// Current schema of the table.
     pub schema: SchemaRef,
-    /// Buffered rows not yet in Delta (already projected to `schema`).
+    /// Buffered rows not yet in Delta (already projected to `schema`; deletes applied).
     pub batches: Vec<RecordBatch>,
     /// Parquet files of the Delta table.
     pub files: Arc<Vec<DataFile>>,
+    /// Deletes not yet applied to `files`: a reader of the files must drop the rows they
+    /// match ([`DeleteSet::retain`]).
+    pub deletes: DeleteSet,
 }
 
 #[derive(Debug)]
@@ -56,6 +60,8 @@ pub(crate) struct TableState {
     pub(crate) persisting: Vec<RecordBatch>,
     pub(crate) persisting_segment: Option<u64>,
     pub(crate) files: Arc<Vec<DataFile>>,
+    /// Deletes logged but not yet applied to `files`, in WAL order.
+    pub(crate) pending: Arc<Vec<PendingDelete>>,
 }
 
 /// A table: name and state behind a lock held only for short, non-blocking sections.
@@ -83,6 +89,7 @@ impl Table {
                 persisting: Vec::new(),
                 persisting_segment: None,
                 files: Arc::new(files),
+                pending: Arc::new(Vec::new()),
             }),
             delta: tokio::sync::Mutex::new(delta),
         }
@@ -128,6 +135,22 @@ impl Table {
         }
     }
 
+    /// Removes the buffered rows (active and persisting) that `kind` matches and records the
+    /// delete as pending for the files (on the WAL thread, after the fsync of its record in
+    /// `segment`). Returns the rows removed and whether the table has rows in files or being
+    /// written to files, which the delete still has to reach.
+    pub(crate) fn delete(&self, kind: DeleteKind, segment: u64) -> (usize, bool) {
+        let mut state = self.state.lock();
+        let state = &mut *state;
+        let from_active = delete_from_batches(&self.name, &mut state.active, &kind);
+        state.active.retain(|b| b.num_rows() > 0);
+        state.active_rows -= from_active.min(state.active_rows);
+        let from_persisting = delete_from_batches(&self.name, &mut state.persisting, &kind);
+        let reaches_files = !state.files.is_empty() || !state.persisting.is_empty();
+        push_pending(Arc::make_mut(&mut state.pending), segment, kind);
+        (from_active + from_persisting, reaches_files)
+    }
+
     /// Moves the active rows to the persisting set (on the WAL thread, at rotation).
     pub(crate) fn start_persist(&self, segment: u64) {
         let mut state = self.state.lock();
@@ -148,12 +171,14 @@ impl Table {
             .persisting
             .iter()
             .chain(state.active.iter())
+            .filter(|b| b.num_rows() > 0)
             .map(|b| project(b, &schema))
             .collect::<Result<Vec<_>>>()?;
         Ok(TableSnapshot {
             schema,
             batches,
             files: state.files.clone(),
+            deletes: DeleteSet::new(state.pending.clone()),
         })
     }
 

@@ -1,14 +1,24 @@
 //! Write-ahead log: numbered segment files of CRC-framed records, written by one thread that
 //! groups concurrent writes into one `write` + one `fsync` (group commit).
 //!
-//! A record holds the Arrow IPC encoding of the batches of one write request. After the
-//! fsync, the thread runs each write's `apply` closure (which puts the rows into the
-//! in-memory buffer) and only then acknowledges it, so an acknowledged row is both durable
-//! and visible. Rotation for a flush is a command on the same thread, so no write can fall
-//! between "in a closed segment" and "in the buffer generation being flushed".
+//! A record holds the entries of one request: rows, a replace-by-key, a delete-by-predicate
+//! or a checkpoint ([`Entry`]); one record is applied as a whole. After the fsync, the thread
+//! runs each record's `apply` closure (which changes the in-memory buffer) with the number of
+//! the segment the record is in, and only then acknowledges it, so an acknowledged change is
+//! both durable and visible. Rotation for a flush is a command on the same thread, so no
+//! write can fall between "in a closed segment" and "in the buffer generation being flushed".
 //!
-//! Segment layout: `MAGIC` then records `[u32 len][u32 crc32(payload)][payload]`, little
-//! endian. Payload: `[u32 entries]` then per entry `[u16 table len][table][u32 ipc len][ipc]`.
+//! Segment layout: an 8-byte magic then records `[u32 len][u32 crc32(payload)][payload]`,
+//! little endian. Strings are `[u16 len][UTF-8]`, blobs `[u32 len][bytes]`.
+//!
+//! * `CLWAL001` segments (before record kinds): payload `[u32 entries]` then per entry
+//!   `[table][ipc blob]` — rows only. They are still read.
+//! * `CLWAL002` segments: payload `[u32 entries]` then per entry `[u8 kind]` and
+//!   - 0 rows: `[table][ipc blob]`
+//!   - 1 replace-by-key: `[table][u16 n][n key column names][ipc blob]`
+//!   - 2 delete-where: `[table][JSON blob of the RowPredicate]`
+//!   - 3 checkpoint: `[name][i64 time µs][JSON blob of the value]`
+//!
 //! A torn record at the end of a segment (crash during a write that was never acknowledged)
 //! ends the replay of that segment.
 
@@ -16,6 +26,7 @@ use crate::error::{Error, Result};
 use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
 use arrow::record_batch::RecordBatch;
+use civiclake_core::RowPredicate;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -24,67 +35,258 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use tokio::sync::oneshot;
 
-const MAGIC: &[u8; 8] = b"CLWAL001";
+/// Magic of segments holding rows only (read for compatibility).
+const MAGIC_V1: &[u8; 8] = b"CLWAL001";
+/// Magic of segments with record kinds (written).
+const MAGIC: &[u8; 8] = b"CLWAL002";
 /// Writes grouped into one fsync at most.
 const MAX_GROUP: usize = 512;
 
-/// One table's rows in a WAL record.
-pub(crate) type Entry = (String, RecordBatch);
+const KIND_ROWS: u8 = 0;
+const KIND_REPLACE: u8 = 1;
+const KIND_DELETE: u8 = 2;
+const KIND_CHECKPOINT: u8 = 3;
 
-/// Encodes the entries of one write request as a framed WAL record.
+/// One change in a WAL record.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Entry {
+    /// Rows appended to a table.
+    Rows {
+        /// Table name.
+        table: String,
+        /// The rows.
+        batch: RecordBatch,
+    },
+    /// Rows whose key tuple is in `batch` are deleted, then `batch` is appended.
+    ReplaceByKey {
+        /// Table name.
+        table: String,
+        /// Key columns.
+        keys: Vec<String>,
+        /// The new rows (one per key tuple).
+        batch: RecordBatch,
+    },
+    /// Rows matching `predicate` are deleted.
+    DeleteWhere {
+        /// Table name.
+        table: String,
+        /// Bound predicate.
+        predicate: RowPredicate,
+    },
+    /// A named checkpoint takes a new value.
+    Checkpoint {
+        /// Checkpoint name.
+        name: String,
+        /// When it was set (µs since the epoch, UTC).
+        time: i64,
+        /// The value as JSON text.
+        value: String,
+    },
+}
+
+fn put_str(payload: &mut Vec<u8>, s: &str) -> Result<()> {
+    let len = u16::try_from(s.len())
+        .map_err(|_| Error::InvalidWrite(format!("name of {} bytes is too long", s.len())))?;
+    payload.extend_from_slice(&len.to_le_bytes());
+    payload.extend_from_slice(s.as_bytes());
+    Ok(())
+}
+
+fn put_blob(payload: &mut Vec<u8>, bytes: &[u8]) -> Result<()> {
+    let len = u32::try_from(bytes.len())
+        .map_err(|_| Error::InvalidWrite("WAL entry larger than 4 GiB".into()))?;
+    payload.extend_from_slice(&len.to_le_bytes());
+    payload.extend_from_slice(bytes);
+    Ok(())
+}
+
+fn put_ipc(payload: &mut Vec<u8>, batch: &RecordBatch) -> Result<()> {
+    let len_pos = payload.len();
+    payload.extend_from_slice(&[0; 4]);
+    {
+        let mut writer = StreamWriter::try_new(&mut *payload, &batch.schema())?;
+        writer.write(batch)?;
+        writer.finish()?;
+    }
+    let ipc_len = u32::try_from(payload.len() - len_pos - 4)
+        .map_err(|_| Error::InvalidWrite("WAL entry larger than 4 GiB".into()))?;
+    payload[len_pos..len_pos + 4].copy_from_slice(&ipc_len.to_le_bytes());
+    Ok(())
+}
+
+fn json_error(e: serde_json::Error) -> Error {
+    Error::Internal(format!("WAL entry encoding: {e}"))
+}
+
+/// Encodes the entries of one request as a framed WAL record.
 pub(crate) fn encode_record(entries: &[Entry]) -> Result<Vec<u8>> {
-    let mut payload = Vec::with_capacity(
-        64 + entries
-            .iter()
-            .map(|(_, b)| b.get_array_memory_size())
-            .sum::<usize>(),
-    );
+    let size: usize = entries
+        .iter()
+        .map(|e| match e {
+            Entry::Rows { batch, .. } | Entry::ReplaceByKey { batch, .. } => {
+                batch.get_array_memory_size()
+            }
+            _ => 256,
+        })
+        .sum();
+    let mut payload = Vec::with_capacity(64 + size);
     payload.extend_from_slice(&(entries.len() as u32).to_le_bytes());
-    for (table, batch) in entries {
-        payload.extend_from_slice(&(table.len() as u16).to_le_bytes());
-        payload.extend_from_slice(table.as_bytes());
-        let len_pos = payload.len();
-        payload.extend_from_slice(&[0; 4]);
-        {
-            let mut writer = StreamWriter::try_new(&mut payload, &batch.schema())?;
-            writer.write(batch)?;
-            writer.finish()?;
+    for entry in entries {
+        match entry {
+            Entry::Rows { table, batch } => {
+                payload.push(KIND_ROWS);
+                put_str(&mut payload, table)?;
+                put_ipc(&mut payload, batch)?;
+            }
+            Entry::ReplaceByKey { table, keys, batch } => {
+                payload.push(KIND_REPLACE);
+                put_str(&mut payload, table)?;
+                let n = u16::try_from(keys.len())
+                    .map_err(|_| Error::InvalidWrite("too many key columns".into()))?;
+                payload.extend_from_slice(&n.to_le_bytes());
+                for k in keys {
+                    put_str(&mut payload, k)?;
+                }
+                put_ipc(&mut payload, batch)?;
+            }
+            Entry::DeleteWhere { table, predicate } => {
+                payload.push(KIND_DELETE);
+                put_str(&mut payload, table)?;
+                put_blob(
+                    &mut payload,
+                    &serde_json::to_vec(predicate).map_err(json_error)?,
+                )?;
+            }
+            Entry::Checkpoint { name, time, value } => {
+                payload.push(KIND_CHECKPOINT);
+                put_str(&mut payload, name)?;
+                payload.extend_from_slice(&time.to_le_bytes());
+                put_blob(&mut payload, value.as_bytes())?;
+            }
         }
-        let ipc_len = (payload.len() - len_pos - 4) as u32;
-        payload[len_pos..len_pos + 4].copy_from_slice(&ipc_len.to_le_bytes());
     }
     let mut record = Vec::with_capacity(payload.len() + 8);
-    record.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    let len = u32::try_from(payload.len())
+        .map_err(|_| Error::InvalidWrite("WAL record larger than 4 GiB".into()))?;
+    record.extend_from_slice(&len.to_le_bytes());
     record.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
     record.extend_from_slice(&payload);
     Ok(record)
 }
 
-fn decode_payload(payload: &[u8], segment: &str) -> Result<Vec<Entry>> {
-    let corrupt = |reason: &str| Error::CorruptWal {
-        segment: segment.to_string(),
-        reason: reason.to_string(),
-    };
-    let mut pos = 0usize;
-    let mut take = |n: usize| -> Result<&[u8]> {
-        let slice = payload
-            .get(pos..pos + n)
-            .ok_or_else(|| corrupt("record shorter than its contents"))?;
-        pos += n;
+/// A cursor over a record's payload.
+struct Reader<'a> {
+    payload: &'a [u8],
+    pos: usize,
+    segment: &'a str,
+}
+
+impl<'a> Reader<'a> {
+    fn corrupt(&self, reason: &str) -> Error {
+        Error::CorruptWal {
+            segment: self.segment.to_string(),
+            reason: reason.to_string(),
+        }
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        let slice = self
+            .pos
+            .checked_add(n)
+            .and_then(|end| self.payload.get(self.pos..end))
+            .ok_or_else(|| self.corrupt("record shorter than its contents"))?;
+        self.pos += n;
         Ok(slice)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N]> {
+        let bytes = self.take(N)?;
+        bytes.try_into().map_err(|_| self.corrupt("length"))
+    }
+
+    fn u8(&mut self) -> Result<u8> {
+        Ok(self.array::<1>()?[0])
+    }
+
+    fn u16(&mut self) -> Result<u16> {
+        Ok(u16::from_le_bytes(self.array()?))
+    }
+
+    fn u32(&mut self) -> Result<u32> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+
+    fn i64(&mut self) -> Result<i64> {
+        Ok(i64::from_le_bytes(self.array()?))
+    }
+
+    fn string(&mut self) -> Result<String> {
+        let len = self.u16()? as usize;
+        let bytes = self.take(len)?;
+        std::str::from_utf8(bytes)
+            .map(str::to_string)
+            .map_err(|_| self.corrupt("name is not UTF-8"))
+    }
+
+    fn blob(&mut self) -> Result<&'a [u8]> {
+        let len = self.u32()? as usize;
+        self.take(len)
+    }
+
+    fn batches(&mut self) -> Result<Vec<RecordBatch>> {
+        let ipc = self.blob()?;
+        let reader = StreamReader::try_new(ipc, None)?;
+        Ok(reader.collect::<std::result::Result<Vec<_>, _>>()?)
+    }
+}
+
+fn decode_payload(payload: &[u8], segment: &str, version: u8) -> Result<Vec<Entry>> {
+    let mut r = Reader {
+        payload,
+        pos: 0,
+        segment,
     };
-    let count = u32::from_le_bytes(take(4)?.try_into().map_err(|_| corrupt("count"))?);
+    let count = r.u32()?;
     let mut entries = Vec::with_capacity(count as usize);
     for _ in 0..count {
-        let tlen = u16::from_le_bytes(take(2)?.try_into().map_err(|_| corrupt("table"))?);
-        let table = std::str::from_utf8(take(tlen as usize)?)
-            .map_err(|_| corrupt("table name is not UTF-8"))?
-            .to_string();
-        let ilen = u32::from_le_bytes(take(4)?.try_into().map_err(|_| corrupt("ipc"))?);
-        let ipc = take(ilen as usize)?;
-        let reader = StreamReader::try_new(ipc, None)?;
-        for batch in reader {
-            entries.push((table.clone(), batch?));
+        let kind = if version == 1 { KIND_ROWS } else { r.u8()? };
+        match kind {
+            KIND_ROWS => {
+                let table = r.string()?;
+                for batch in r.batches()? {
+                    entries.push(Entry::Rows {
+                        table: table.clone(),
+                        batch,
+                    });
+                }
+            }
+            KIND_REPLACE => {
+                let table = r.string()?;
+                let n = r.u16()?;
+                let keys = (0..n).map(|_| r.string()).collect::<Result<Vec<_>>>()?;
+                let batches = r.batches()?;
+                let batch = match batches.as_slice() {
+                    [b] => b.clone(),
+                    [first, ..] => arrow::compute::concat_batches(&first.schema(), &batches)?,
+                    [] => return Err(r.corrupt("replace-by-key without rows")),
+                };
+                entries.push(Entry::ReplaceByKey { table, keys, batch });
+            }
+            KIND_DELETE => {
+                let table = r.string()?;
+                let predicate = serde_json::from_slice(r.blob()?)
+                    .map_err(|e| r.corrupt(&format!("delete predicate: {e}")))?;
+                entries.push(Entry::DeleteWhere { table, predicate });
+            }
+            KIND_CHECKPOINT => {
+                let name = r.string()?;
+                let time = r.i64()?;
+                let value = std::str::from_utf8(r.blob()?)
+                    .map_err(|_| r.corrupt("checkpoint value is not UTF-8"))?
+                    .to_string();
+                entries.push(Entry::Checkpoint { name, time, value });
+            }
+            other => return Err(r.corrupt(&format!("unknown entry kind {other}"))),
         }
     }
     Ok(entries)
@@ -102,15 +304,17 @@ pub(crate) fn read_segment(path: &Path) -> Result<Vec<Vec<Entry>>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(Error::io(&name, e)),
     }
-    if data.len() < MAGIC.len() || &data[..MAGIC.len()] != MAGIC {
-        if data.is_empty() {
-            return Ok(Vec::new());
+    let version = match data.get(..MAGIC.len()) {
+        Some(m) if m == MAGIC => 2,
+        Some(m) if m == MAGIC_V1 => 1,
+        _ if data.is_empty() => return Ok(Vec::new()),
+        _ => {
+            return Err(Error::CorruptWal {
+                segment: name,
+                reason: "bad magic".into(),
+            });
         }
-        return Err(Error::CorruptWal {
-            segment: name,
-            reason: "bad magic".into(),
-        });
-    }
+    };
     let mut records = Vec::new();
     let mut pos = MAGIC.len();
     while pos + 8 <= data.len() {
@@ -127,7 +331,7 @@ pub(crate) fn read_segment(path: &Path) -> Result<Vec<Vec<Entry>>> {
             tracing::warn!(segment = %name, offset = pos, "WAL record with a bad checksum at the tail, replay of this segment stops here");
             break;
         }
-        records.push(decode_payload(payload, &name)?);
+        records.push(decode_payload(payload, &name, version)?);
         pos = end;
     }
     Ok(records)
@@ -161,7 +365,8 @@ pub(crate) fn segment_path(dir: &Path, id: u64) -> PathBuf {
     dir.join(format!("{id:020}.wal"))
 }
 
-type ApplyFn = Box<dyn FnOnce() + Send>;
+/// Runs on the WAL thread after the record is durable, with the record's segment number.
+type ApplyFn = Box<dyn FnOnce(u64) + Send>;
 type RotateFn = Box<dyn FnOnce(u64) + Send>;
 
 enum Command {
@@ -302,10 +507,11 @@ fn commit_group(
     }
     let result = writer.write_group(buf);
     buf.clear();
+    let segment = writer.id;
     for (apply, ack) in group.drain(..) {
         match &result {
             Ok(()) => {
-                apply();
+                apply(segment);
                 let _ = ack.send(Ok(()));
             }
             Err(e) => {
@@ -346,7 +552,7 @@ impl Wal {
         tx.send(cmd).map_err(|_| Error::ShuttingDown)
     }
 
-    /// Appends a record durably, then runs `apply`, then returns.
+    /// Appends a record durably, then runs `apply` with the record's segment, then returns.
     pub(crate) async fn append(&self, record: Vec<u8>, apply: ApplyFn) -> Result<()> {
         let (ack, rx) = oneshot::channel();
         self.send(Command::Write { record, apply, ack })?;
@@ -413,22 +619,100 @@ mod tests {
         .unwrap()
     }
 
+    fn rows(table: &str, v: i64) -> Entry {
+        Entry::Rows {
+            table: table.into(),
+            batch: batch(v),
+        }
+    }
+
     #[test]
     fn records_round_trip_and_torn_tail_is_ignored() {
         let dir = tempfile::tempdir().unwrap();
         let path = segment_path(dir.path(), 1);
         let mut data = MAGIC.to_vec();
-        data.extend(encode_record(&[("t1".into(), batch(1)), ("t2".into(), batch(10))]).unwrap());
-        data.extend(encode_record(&[("t1".into(), batch(3))]).unwrap());
-        let third = encode_record(&[("t1".into(), batch(5))]).unwrap();
+        data.extend(encode_record(&[rows("t1", 1), rows("t2", 10)]).unwrap());
+        data.extend(encode_record(&[rows("t1", 3)]).unwrap());
+        let third = encode_record(&[rows("t1", 5)]).unwrap();
         data.extend(&third[..third.len() - 3]);
         std::fs::write(&path, &data).unwrap();
         let records = read_segment(&path).unwrap();
         assert_eq!(records.len(), 2);
-        assert_eq!(records[0].len(), 2);
-        assert_eq!(records[0][1].0, "t2");
-        assert_eq!(records[0][1].1, batch(10));
-        assert_eq!(records[1][0].1, batch(3));
+        assert_eq!(records[0], vec![rows("t1", 1), rows("t2", 10)]);
+        assert_eq!(records[1], vec![rows("t1", 3)]);
+    }
+
+    #[test]
+    fn every_entry_kind_round_trips_in_one_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = segment_path(dir.path(), 3);
+        let entries = vec![
+            rows("air", 1),
+            Entry::ReplaceByKey {
+                table: "agg".into(),
+                keys: vec!["a".into(), "b".into()],
+                batch: batch(7),
+            },
+            Entry::DeleteWhere {
+                table: "air".into(),
+                predicate: RowPredicate::time_before(1_000).and(RowPredicate::eq("sensor", "s'1")),
+            },
+            Entry::Checkpoint {
+                name: "kafka/air/0".into(),
+                time: 1_767_225_600_000_000,
+                value: r#"{"offset":42}"#.into(),
+            },
+        ];
+        let mut data = MAGIC.to_vec();
+        data.extend(encode_record(&entries).unwrap());
+        std::fs::write(&path, &data).unwrap();
+        assert_eq!(read_segment(&path).unwrap(), vec![entries]);
+    }
+
+    /// A record as civiclake wrote it before record kinds existed (`CLWAL001`).
+    fn v1_record(table: &str, b: &RecordBatch) -> Vec<u8> {
+        let mut payload = 1u32.to_le_bytes().to_vec();
+        payload.extend_from_slice(&(table.len() as u16).to_le_bytes());
+        payload.extend_from_slice(table.as_bytes());
+        let mut ipc = Vec::new();
+        let mut w = StreamWriter::try_new(&mut ipc, &b.schema()).unwrap();
+        w.write(b).unwrap();
+        w.finish().unwrap();
+        drop(w);
+        payload.extend_from_slice(&(ipc.len() as u32).to_le_bytes());
+        payload.extend_from_slice(&ipc);
+        let mut record = (payload.len() as u32).to_le_bytes().to_vec();
+        record.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        record.extend_from_slice(&payload);
+        record
+    }
+
+    #[test]
+    fn segments_of_the_first_format_read_as_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = segment_path(dir.path(), 2);
+        let mut data = MAGIC_V1.to_vec();
+        data.extend(v1_record("air", &batch(1)));
+        data.extend(v1_record("noise", &batch(4)));
+        std::fs::write(&path, &data).unwrap();
+        assert_eq!(
+            read_segment(&path).unwrap(),
+            vec![vec![rows("air", 1)], vec![rows("noise", 4)]]
+        );
+    }
+
+    #[test]
+    fn unknown_entry_kind_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = segment_path(dir.path(), 4);
+        let payload = [1u8, 0, 0, 0, 9];
+        let mut data = MAGIC.to_vec();
+        data.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        data.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        data.extend_from_slice(&payload);
+        std::fs::write(&path, &data).unwrap();
+        let err = read_segment(&path).unwrap_err().to_string();
+        assert!(err.contains("unknown entry kind 9"), "{err}");
     }
 
     #[test]
@@ -436,8 +720,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = segment_path(dir.path(), 7);
         let mut data = MAGIC.to_vec();
-        data.extend(encode_record(&[("t".into(), batch(1))]).unwrap());
-        let mut second = encode_record(&[("t".into(), batch(2))]).unwrap();
+        data.extend(encode_record(&[rows("t", 1)]).unwrap());
+        let mut second = encode_record(&[rows("t", 2)]).unwrap();
         let last = second.len() - 1;
         second[last] ^= 0xff;
         data.extend(second);
@@ -453,10 +737,11 @@ mod tests {
         let applied = Arc::new(AtomicU64::new(0));
         for i in 0..3 {
             let a = applied.clone();
-            let rec = encode_record(&[("t".into(), batch(i))]).unwrap();
+            let rec = encode_record(&[rows("t", i)]).unwrap();
             wal.append(
                 rec,
-                Box::new(move || {
+                Box::new(move |segment| {
+                    assert_eq!(segment, 1);
                     a.fetch_add(1, Ordering::SeqCst);
                 }),
             )

@@ -5,11 +5,16 @@
 //! files get the query's filters: files outside the queried time range are skipped from
 //! their Delta stats, row groups and pages by Parquet statistics and the page index.
 //! Each query runs in a session of its own with a memory pool (`query.memory_limit`) and a
-//! time limit (`query.timeout`).
+//! time limit (`query.timeout`). Rows of the files that a delete still pending for them
+//! matches are filtered out of the scan. [`parse_predicate`] turns a SQL condition into the
+//! lake's [`civiclake_core::RowPredicate`] (for deletes given as text).
 
+mod delete_filter;
 mod engine;
 mod error;
+mod predicate_sql;
 mod provider;
 
 pub use engine::{ColumnMask, QueryConfig, QueryEngine, QueryResult, SqlScope, TableFilter};
 pub use error::{Error, Result};
+pub use predicate_sql::parse_predicate;

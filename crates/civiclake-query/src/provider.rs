@@ -1,5 +1,7 @@
 //! A lake table as a DataFusion table: the buffered batches and the Delta files, unioned.
+//! Deletes still pending for the files are applied to the file scan ([`DeleteFilterExec`]).
 
+use crate::delete_filter::DeleteFilterExec;
 use civiclake_core::TIME_COLUMN;
 use civiclake_lake::{DataFile, TableSnapshot};
 use datafusion::arrow::datatypes::SchemaRef;
@@ -163,6 +165,25 @@ impl TableProvider for LakeTable {
             .filter(|f| file_overlaps(f, range))
             .collect();
         if !files.is_empty() {
+            // The columns pending deletes read are scanned too, filtered on, then dropped;
+            // no limit below the filter.
+            let deletes = &self.snapshot.deletes;
+            let (file_projection, keep, file_limit) = if deletes.is_empty() {
+                (projection.cloned(), None, limit)
+            } else {
+                let mut columns: Vec<usize> = projection
+                    .cloned()
+                    .unwrap_or_else(|| (0..schema.fields().len()).collect());
+                let keep = columns.len();
+                for name in deletes.columns() {
+                    if let Ok(i) = schema.index_of(&name)
+                        && !columns.contains(&i)
+                    {
+                        columns.push(i);
+                    }
+                }
+                (Some(columns), Some(keep), None)
+            };
             let mut source = ParquetSource::new(schema.clone()).with_table_parquet_options(
                 TableParquetOptions {
                     global: state.config_options().execution.parquet.clone(),
@@ -182,10 +203,14 @@ impl TableProvider for LakeTable {
             let config =
                 FileScanConfigBuilder::new(ObjectStoreUrl::local_filesystem(), Arc::new(source))
                     .with_file_groups(groups.into_iter().map(FileGroup::new).collect())
-                    .with_projection_indices(projection.cloned())?
-                    .with_limit(limit)
+                    .with_projection_indices(file_projection)?
+                    .with_limit(file_limit)
                     .build();
-            inputs.push(DataSourceExec::from_data_source(config));
+            let scan = DataSourceExec::from_data_source(config);
+            inputs.push(match keep {
+                Some(keep) => Arc::new(DeleteFilterExec::try_new(scan, deletes.clone(), keep)?),
+                None => scan,
+            });
         }
 
         let batches: Vec<_> = self
