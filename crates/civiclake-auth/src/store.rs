@@ -301,13 +301,9 @@ impl AuthStore {
         let id = hex::encode(random_bytes::<6>()?);
         let secret = URL_SAFE_NO_PAD.encode(random_bytes::<32>()?);
         let now = now_secs();
-        let expires_at = match request.expires_in {
-            Some(d) => Some(
-                now.checked_add(i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-                    .unwrap_or(i64::MAX),
-            ),
-            None => None,
-        };
+        let expires_at = request
+            .expires_in
+            .map(|d| now.saturating_add(i64::try_from(d.as_secs()).unwrap_or(i64::MAX)));
         let info = TokenInfo {
             id: id.clone(),
             role: role.name.clone(),

@@ -141,8 +141,8 @@ pub(crate) fn run(args: TokenArgs) -> Result<(), String> {
         }
         TokenAction::List => {
             println!(
-                "{:<12}  {:<20}  {:<20}  {:<20}  {:<20}  {}",
-                "id", "role", "created", "expires", "last used", "tables / note"
+                "{:<12}  {:<20}  {:<20}  {:<20}  {:<20}  tables / note",
+                "id", "role", "created", "expires", "last used"
             );
             for t in store.list() {
                 let state = if t.revoked_at.is_some() {
