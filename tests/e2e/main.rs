@@ -1,8 +1,10 @@
 //! End-to-end tests: they start the real `civiclake` binary on a loopback port and talk to it
-//! as users do (HTTP, the `sql` and `import` commands).
+//! as users do (HTTP, the `sql` and `import` commands); `platform` runs the server
+//! in-process to drive the module API.
 
 mod auth;
 mod cli;
 mod durability;
 mod http_api;
+mod platform;
 mod server;

@@ -15,6 +15,7 @@ use civiclake_auth::{
     AuthError, AuthStore, Identities, LinkRequest, Permission, Principal, Role, TokenRequest,
     parse_expiry,
 };
+use civiclake_core::ModuleRegistry;
 use civiclake_query::SqlScope;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -23,20 +24,13 @@ use std::time::Duration;
 /// Name of the cookie that carries a token for browsers.
 pub const TOKEN_COOKIE: &str = "civiclake_token";
 
-/// Table prefixes of the modules: such tables are written by their module only.
-pub const MODULE_TABLE_PREFIXES: [(&str, &str); 4] = [
-    ("council_", "council"),
-    ("school_", "school"),
-    ("kiosk_", "kiosk"),
-    ("bus_", "bus"),
-];
-
 /// Access control of the HTTP layer.
 #[derive(Debug, Clone)]
 pub struct Auth {
     store: Arc<AuthStore>,
     identities: Identities,
     disabled: bool,
+    modules: Arc<ModuleRegistry>,
 }
 
 impl Auth {
@@ -46,7 +40,20 @@ impl Auth {
             identities: Identities::new().with(store.clone()),
             store,
             disabled: false,
+            modules: Arc::new(ModuleRegistry::shipped()),
         }
+    }
+
+    /// The modules whose tables only they may write (the shipped ones by default).
+    pub fn with_modules(mut self, modules: Arc<ModuleRegistry>) -> Self {
+        self.modules = modules;
+        self
+    }
+
+    /// 403 unless `principal` may write rows into `table` through the write API: never a
+    /// system table or a module's table; otherwise the table grants decide.
+    pub fn check_write_table(&self, principal: &Principal, table: &str) -> Result<(), ApiError> {
+        check_write_table(principal, table, &self.modules)
     }
 
     /// Adds an identity provider (e.g. OpenID Connect for SPID/CIE).
@@ -183,10 +190,6 @@ impl Caller {
         scope_of(&self.0)
     }
 
-    /// 403 unless the caller may write rows into `table` through the write API.
-    pub fn check_write_table(&self, table: &str) -> Result<(), ApiError> {
-        check_write_table(&self.0, table)
-    }
 }
 
 /// The SQL scope of `principal`.
@@ -203,23 +206,19 @@ pub fn scope_of(principal: &Principal) -> SqlScope {
     SqlScope::restricted(Arc::new(move |t: &str| tables.reaches_table(t)), mask)
 }
 
-/// The module that owns `table`, if it is a module table.
-pub fn module_of_table(table: &str) -> Option<&'static str> {
-    MODULE_TABLE_PREFIXES
-        .iter()
-        .find(|(prefix, _)| table.starts_with(prefix))
-        .map(|(_, module)| *module)
-}
-
 /// Whether `principal` may write `table` through the write API: never a system table or a
 /// module's table; otherwise the table grants decide.
-pub fn check_write_table(principal: &Principal, table: &str) -> Result<(), ApiError> {
+pub fn check_write_table(
+    principal: &Principal,
+    table: &str,
+    modules: &ModuleRegistry,
+) -> Result<(), ApiError> {
     if table.starts_with('_') {
         return Err(ApiError::forbidden(format!(
             "table {table} is a system table: it is written by civiclake itself, not through the write API"
         )));
     }
-    if let Some(module) = module_of_table(table) {
+    if let Some(module) = modules.owner_of_table(table).map(|m| m.name()) {
         return Err(ApiError::forbidden(format!(
             "table {table} belongs to the {module} module: only the module writes it (through its events), not the write API"
         )));

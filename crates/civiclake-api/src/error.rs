@@ -120,3 +120,26 @@ impl From<civiclake_ingest::Error> for ApiError {
         Self::new(e.class(), e.to_string())
     }
 }
+
+impl From<civiclake_core::PlatformError> for ApiError {
+    fn from(e: civiclake_core::PlatformError) -> Self {
+        Self::new(e.class(), e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use civiclake_core::{ExpectedVersion, PlatformError};
+
+    #[test]
+    fn a_version_conflict_is_a_409_naming_the_versions() {
+        let conflict = ExpectedVersion::Exact(1).check("loan-3", 2).unwrap_err();
+        let response = ApiError::from(PlatformError::from(conflict)).into_response();
+        assert_eq!(response.status(), StatusCode::CONFLICT);
+        let unknown = ApiError::from(PlatformError::UnknownModule("x".into())).into_response();
+        assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+        let closed = ApiError::from(PlatformError::Closed).into_response();
+        assert_eq!(closed.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+}

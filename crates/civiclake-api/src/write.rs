@@ -108,7 +108,7 @@ async fn ingest(
     let started = Instant::now();
     caller.require(Permission::Write)?;
     if let Some(table) = &opts.table {
-        caller.check_write_table(table)?;
+        state.auth.check_write_table(&caller.0, table)?;
     }
     let format = format_of(headers)?;
     let lookup = LakeSchemas(&state.lake);
@@ -140,7 +140,7 @@ async fn ingest(
         ));
     }
     for t in &decoded.batches {
-        if let Err(e) = caller.check_write_table(&t.table) {
+        if let Err(e) = state.auth.check_write_table(&caller.0, &t.table) {
             state.metrics.write_rejected.fetch_add(1, Ordering::Relaxed);
             return Err(e);
         }

@@ -13,17 +13,37 @@
 //! The role of each column travels in the Arrow field metadata under [`ROLE_KEY`].
 //!
 //! [`RowPredicate`] is the storable row condition of deletes by predicate (retention, GDPR).
+//! Modules see the core through the [`Platform`] trait: their events ([`EventEnvelope`],
+//! [`Upcasters`]), SQL answers ([`QueryBatches`]) and topics ([`Topic`], [`TopicRouter`],
+//! [`CloudEvent`]); [`ModuleRegistry`] says which module owns which tables.
 
+mod cloudevent;
 mod error;
 mod predicate;
+pub mod events;
+mod module;
+mod platform;
+mod router;
 mod schema;
 mod topic;
 
+pub use cloudevent::{CloudEvent, CloudEventError, JSON_CONTENT_TYPE, SPEC_VERSION};
 pub use error::ErrorClass;
 pub use predicate::{CompareOp, Literal, PredicateError, RowPredicate};
+pub use events::{
+    EventEnvelope, EventError, ExpectedVersion, NewEvent, UpcastFn, Upcasters, VersionConflict,
+    events_schema,
+};
+pub use module::{Module, ModuleError, ModuleRegistry, SHIPPED_MODULES};
+pub use platform::{
+    MODULE_PUBLISH_NAMESPACES, Platform, PlatformError, QueryBatches, check_module_topic,
+};
+pub use router::{
+    DEFAULT_QUEUE_CAPACITY, Delivery, Message, RouterClosed, RouterStats, Subscription, TopicRouter,
+};
 pub use schema::{
     ColumnRole, ROLE_KEY, TIME_COLUMN, describe_type, field_column, is_supported_field_type,
     role_of, tag_column, tag_type, time_column, time_type, validate_column_name,
     validate_table_name,
 };
-pub use topic::{NAMESPACES, Topic, TopicError, TopicFilter};
+pub use topic::{NAMESPACES, PIPELINE_KINDS, Topic, TopicError, TopicFilter};

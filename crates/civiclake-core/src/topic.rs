@@ -4,19 +4,26 @@
 //! Namespaces (first level):
 //! * `ingest/...` — raw data on its way into tables;
 //! * `bus/...` — CloudEvents between systems (the interoperability bus);
-//! * `devices/{kind}/{id}/...` — device telemetry that modules subscribe to.
+//! * `devices/{kind}/{id}/...` — device telemetry that modules subscribe to (kiosk heartbeats,
+//!   school-transport boardings); `kind` is a lowercase word, `id` the device's identifier,
+//!   and at least one level follows (`devices/kiosk/k07/heartbeat`);
+//! * `pipelines/{ingest|streams|alerts|bus}/{name}/...` — output of the shipped pipelines,
+//!   split like their definitions in the `pipelines/` directory.
 //!
 //! A filter may use `+` (exactly one level) and `#` (any number of levels, last only).
 
 use std::fmt;
 
 /// The namespaces a topic may start with.
-pub const NAMESPACES: [&str; 3] = ["ingest", "bus", "devices"];
+pub const NAMESPACES: [&str; 4] = ["ingest", "bus", "devices", "pipelines"];
+
+/// The sub-namespaces of `pipelines/` (second level), one per kind of pipeline definition.
+pub const PIPELINE_KINDS: [&str; 4] = ["ingest", "streams", "alerts", "bus"];
 
 /// A problem with a topic or a topic filter.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TopicError {
-    /// Empty, too long, or with an empty level.
+    /// Empty, too long, with an empty level, or not of its namespace's shape.
     #[error("invalid topic {topic:?}: {reason}")]
     Invalid {
         /// The topic as given.
@@ -25,7 +32,7 @@ pub enum TopicError {
         reason: &'static str,
     },
     /// The first level is not one of [`NAMESPACES`].
-    #[error("topic {0:?} is outside the namespaces ingest/, bus/ and devices/")]
+    #[error("topic {0:?} is outside the namespaces ingest/, bus/, devices/ and pipelines/")]
     Namespace(String),
 }
 
@@ -34,6 +41,82 @@ fn invalid(topic: &str, reason: &'static str) -> TopicError {
         topic: topic.to_string(),
         reason,
     }
+}
+
+fn is_device_kind(level: &str) -> bool {
+    let mut chars = level.chars();
+    level.len() <= 64
+        && chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+}
+
+fn is_device_id(level: &str) -> bool {
+    level.len() <= 128
+        && level
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'))
+}
+
+/// Checks the levels after the namespace. In a filter, a `+` or `#` level stands for any
+/// level(s), and a filter that ends in `#` may be shorter than a topic.
+fn check_namespace_shape(topic: &str, levels: &[&str], filter: bool) -> Result<(), TopicError> {
+    let wild = |l: &str| filter && (l == "+" || l == "#");
+    let open_ended = filter && levels.last() == Some(&"#");
+    let long_enough = |n: usize| levels.len() >= n || open_ended;
+    match levels[0] {
+        "devices" => {
+            if !long_enough(4) {
+                return Err(invalid(
+                    topic,
+                    "device topics are devices/{kind}/{id}/... with at least one level after the id",
+                ));
+            }
+            if let Some(kind) = levels.get(1)
+                && !wild(kind)
+                && !is_device_kind(kind)
+            {
+                return Err(invalid(
+                    topic,
+                    "a device kind is a lowercase word (a-z, 0-9, '_', '-', at most 64 bytes)",
+                ));
+            }
+            if let Some(id) = levels.get(2)
+                && !wild(id)
+                && !is_device_id(id)
+            {
+                return Err(invalid(
+                    topic,
+                    "a device id uses ASCII letters, digits, '_', '-', '.', ':' (at most 128 bytes)",
+                ));
+            }
+        }
+        "pipelines" => {
+            if !long_enough(3) {
+                return Err(invalid(
+                    topic,
+                    "pipeline topics are pipelines/{ingest|streams|alerts|bus}/{name}/...",
+                ));
+            }
+            if let Some(kind) = levels.get(1)
+                && !wild(kind)
+                && !PIPELINE_KINDS.contains(kind)
+            {
+                return Err(invalid(
+                    topic,
+                    "the pipelines/ namespace is split into pipelines/ingest/, pipelines/streams/, pipelines/alerts/ and pipelines/bus/",
+                ));
+            }
+        }
+        _ => {
+            if !long_enough(2) {
+                return Err(invalid(
+                    topic,
+                    "a topic needs at least one level after its namespace",
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn check_levels(topic: &str, allow_wildcards: bool) -> Result<(), TopicError> {
@@ -63,13 +146,13 @@ fn check_levels(topic: &str, allow_wildcards: bool) -> Result<(), TopicError> {
         }
     }
     let first = levels[0];
-    if !NAMESPACES.contains(&first) && first != "+" && first != "#" {
+    if first == "+" || first == "#" {
+        return Ok(());
+    }
+    if !NAMESPACES.contains(&first) {
         return Err(TopicError::Namespace(topic.to_string()));
     }
-    if first == "devices" && !allow_wildcards && levels.len() < 3 {
-        return Err(invalid(topic, "device topics are devices/{kind}/{id}/..."));
-    }
-    Ok(())
+    check_namespace_shape(topic, &levels, allow_wildcards)
 }
 
 /// A concrete topic (no wildcards) in one of the namespaces.
@@ -89,9 +172,23 @@ impl Topic {
         &self.0
     }
 
-    /// The first level: `ingest`, `bus` or `devices`.
+    /// The first level: `ingest`, `bus`, `devices` or `pipelines`.
     pub fn namespace(&self) -> &str {
         self.0.split('/').next().unwrap_or_default()
+    }
+
+    /// The levels of the topic, in order.
+    pub fn levels(&self) -> impl Iterator<Item = &str> {
+        self.0.split('/')
+    }
+
+    /// For a `devices/{kind}/{id}/...` topic, the device's kind and id.
+    pub fn device(&self) -> Option<(&str, &str)> {
+        let mut levels = self.0.split('/');
+        if levels.next() != Some("devices") {
+            return None;
+        }
+        Some((levels.next()?, levels.next()?))
     }
 }
 
@@ -211,5 +308,75 @@ mod tests {
                 .contains("whole level")
         );
         assert_eq!(t("devices/kiosk/k1/hb").namespace(), "devices");
+    }
+
+    fn reason(topic: &str) -> String {
+        Topic::new(topic).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn device_topics_have_kind_id_and_a_channel() {
+        let topic = t("devices/scanner/lab-01/scans");
+        assert_eq!(topic.device(), Some(("scanner", "lab-01")));
+        assert_eq!(
+            t("devices/bus-stop/ps:12.a/boardings/raw").device(),
+            Some(("bus-stop", "ps:12.a"))
+        );
+        assert_eq!(t("bus/lab/loans").device(), None);
+        assert!(reason("devices/kiosk/k07").contains("at least one level after the id"));
+        assert!(reason("devices/Kiosk/k07/heartbeat").contains("device kind is a lowercase word"));
+        assert!(reason("devices/kiosk/k 07/heartbeat").contains("device id uses"));
+        assert!(reason("devices/kiosk/k\u{e8}/heartbeat").contains("device id uses"));
+        // Filters: wildcards stand for the kind and the id; '#' may end early.
+        assert!(TopicFilter::new("devices/+/+/heartbeat").is_ok());
+        assert!(TopicFilter::new("devices/kiosk/#").is_ok());
+        assert!(TopicFilter::new("devices/#").is_ok());
+        assert!(
+            TopicFilter::new("devices/kiosk/+")
+                .unwrap_err()
+                .to_string()
+                .contains("at least one level after the id")
+        );
+        assert!(
+            TopicFilter::new("devices/KIOSK/+/hb")
+                .unwrap_err()
+                .to_string()
+                .contains("lowercase word")
+        );
+    }
+
+    #[test]
+    fn pipelines_are_split_in_four_sub_namespaces() {
+        for kind in PIPELINE_KINDS {
+            let topic = t(&format!("pipelines/{kind}/air_hourly"));
+            assert_eq!(topic.namespace(), "pipelines");
+            assert_eq!(topic.levels().nth(1), Some(kind));
+        }
+        assert!(reason("pipelines/reports/x").contains("pipelines/streams/"));
+        assert!(
+            reason("pipelines/alerts").contains("pipelines/{ingest|streams|alerts|bus}/{name}")
+        );
+        assert!(TopicFilter::new("pipelines/+/air_hourly").is_ok());
+        assert!(TopicFilter::new("pipelines/alerts/#").is_ok());
+        assert!(TopicFilter::new("pipelines/#").is_ok());
+        assert!(TopicFilter::new("pipelines/other/#").is_err());
+    }
+
+    #[test]
+    fn every_namespace_needs_a_level_after_it() {
+        for ns in ["ingest", "bus"] {
+            assert!(reason(ns).contains("at least one level after its namespace"));
+            assert!(TopicFilter::new(format!("{ns}/#")).is_ok());
+            assert!(TopicFilter::new(ns).is_err());
+        }
+        assert!(reason("devices").contains("devices/{kind}/{id}"));
+        assert!(reason("pipelines").contains("pipelines/{ingest|streams|alerts|bus}"));
+        assert_eq!(
+            reason("alerts/x"),
+            "topic \"alerts/x\" is outside the namespaces ingest/, bus/, devices/ and pipelines/"
+        );
+        assert!(reason(&format!("bus/{}", "x".repeat(1024))).contains("1 to 1024 bytes"));
+        assert!(reason("bus/a\tb").contains("control characters"));
+        assert!(TopicFilter::new("+/lab/#").is_ok());
     }
 }

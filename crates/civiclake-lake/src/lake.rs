@@ -247,6 +247,18 @@ impl Lake {
         Some(schema)
     }
 
+    /// Makes sure `table` exists with (at least) the columns of `schema`, so SQL on it works
+    /// before its first write: a new table is registered with no rows (nothing is written
+    /// until rows come); an existing one gains the missing columns, and a column of another
+    /// type is a [`Error::TypeConflict`].
+    pub fn ensure_table(&self, name: &str, schema: &Schema) -> Result<()> {
+        validate_table_name(name).map_err(Error::InvalidWrite)?;
+        for field in schema.fields() {
+            crate::table::validate_column(field)?;
+        }
+        get_or_create(&self.catalog, name).evolve(schema)
+    }
+
     /// A consistent view of `table` (buffer and files) for a query.
     pub fn snapshot(&self, table: &str) -> Result<Option<TableSnapshot>> {
         let Some(table) = self.catalog.read().get(table).cloned() else {
@@ -846,6 +858,37 @@ mod tests {
         assert!(matches!(
             reader.write(vec![("air".into(), batch("s", 0, 1))]).await,
             Err(Error::ReadOnly)
+        ));
+        lake.shutdown().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn ensure_table_registers_an_empty_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open(LakeConfig::new(dir.path()), OpenMode::ReadWrite)
+            .await
+            .unwrap();
+        let schema = batch("s", 0, 1).schema();
+        lake.ensure_table("air", &schema).unwrap();
+        assert_eq!(lake.table_names(), ["air"]);
+        assert_eq!(lake.schema("air").unwrap(), schema);
+        assert_eq!(rows(&lake, "air"), (0, 0));
+        // Nothing to flush, nothing on disk.
+        assert_eq!(lake.flush().await.unwrap().files, 0);
+        assert!(!dir.path().join("tables/air").exists());
+        lake.write(vec![("air".into(), batch("s", 0, 3))])
+            .await
+            .unwrap();
+        lake.ensure_table("air", &schema).unwrap();
+        assert_eq!(rows(&lake, "air"), (3, 0));
+        let other = Schema::new(vec![time_column(), field_column("v", DataType::Utf8)]);
+        assert!(matches!(
+            lake.ensure_table("air", &other),
+            Err(Error::TypeConflict { .. })
+        ));
+        assert!(matches!(
+            lake.ensure_table("9air", &schema),
+            Err(Error::InvalidWrite(_))
         ));
         lake.shutdown().await.unwrap();
     }

@@ -2,14 +2,22 @@
 //! query engine and the HTTP API, runs the background flush and compaction, and shuts
 //! everything down in order (HTTP stops accepting, the buffer is flushed to Delta, the WAL
 //! thread stops).
+//!
+//! It also keeps the registry of civic modules (each module's events table exists, empty,
+//! right after start) and the in-process topic router, and hands each module its
+//! [`Platform`] through [`Server::platform`].
 
 pub mod config;
+mod platform;
 
 use civiclake_api::{ApiConfig, ApiMetrics, AppState, Auth};
 use civiclake_auth::AuthStore;
+use civiclake_core::{ModuleRegistry, Platform, PlatformError, TopicRouter, events_schema};
 use civiclake_lake::{Lake, OpenMode};
 use civiclake_query::QueryEngine;
 use config::{Config, LogFormat};
+use platform::{ModuleEvents, ModulePlatform};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -69,6 +77,9 @@ pub struct Server {
     http: tokio::task::JoinHandle<std::io::Result<()>>,
     background: tokio::task::JoinHandle<()>,
     last_used: tokio::task::JoinHandle<()>,
+    modules: Arc<ModuleRegistry>,
+    module_events: BTreeMap<String, Arc<ModuleEvents>>,
+    router: TopicRouter,
 }
 
 /// Writes tokens' last-use times every 10 seconds, and once more at shutdown.
@@ -91,12 +102,30 @@ async fn persist_last_used(store: Arc<AuthStore>, mut shutdown: watch::Receiver<
 }
 
 impl Server {
-    /// Opens the lake (replaying the WAL) and starts serving.
+    /// Opens the lake (replaying the WAL) and starts serving, with the shipped modules.
     pub async fn start(config: &Config) -> Result<Self, Error> {
+        Self::start_with_modules(config, ModuleRegistry::shipped()).await
+    }
+
+    /// Like [`Server::start`], with the modules of `modules` (the shipped ones plus extras).
+    pub async fn start_with_modules(
+        config: &Config,
+        modules: ModuleRegistry,
+    ) -> Result<Self, Error> {
         let lake = Lake::open(config.lake.clone(), OpenMode::ReadWrite).await?;
+        let schema = events_schema();
+        let mut module_events = BTreeMap::new();
+        for module in modules.iter() {
+            lake.ensure_table(module.events_table(), &schema)?;
+            module_events.insert(
+                module.name().to_string(),
+                Arc::new(ModuleEvents::new(module.clone())),
+            );
+        }
         let engine = QueryEngine::new(lake.clone(), config.query.clone())?;
         let store = Arc::new(AuthStore::open(&config.data_dir)?);
-        let mut auth = Auth::new(store.clone());
+        let modules = Arc::new(modules);
+        let mut auth = Auth::new(store.clone()).with_modules(modules.clone());
         if config.insecure_no_auth {
             tracing::warn!(
                 "authentication is OFF (--insecure-no-auth): every request acts as an administrator"
@@ -153,11 +182,44 @@ impl Server {
             http,
             background,
             last_used,
+            modules,
+            module_events,
+            router: TopicRouter::default(),
         })
     }
 
-    /// Stops HTTP, flushes the buffer to Delta and stops the WAL.
+    /// The `Platform` of module `module`: what the module may do, scoped to its tables.
+    /// Handles of one module share its append lock and stream versions. A handle keeps the
+    /// lake open: after [`Server::stop`] it answers errors, and the data directory can be
+    /// opened again in the same process once every handle is dropped.
+    pub fn platform(&self, module: &str) -> Result<Arc<dyn Platform>, PlatformError> {
+        let events = self
+            .module_events
+            .get(module)
+            .ok_or_else(|| PlatformError::UnknownModule(module.to_string()))?;
+        Ok(Arc::new(ModulePlatform {
+            events: events.clone(),
+            lake: self.lake.clone(),
+            engine: self.engine.clone(),
+            router: self.router.clone(),
+            modules: self.modules.clone(),
+        }))
+    }
+
+    /// The registered modules (which module owns which table).
+    pub fn modules(&self) -> &Arc<ModuleRegistry> {
+        &self.modules
+    }
+
+    /// The in-process topic router (`ingest/`, `bus/`, `devices/`, `pipelines/` topics).
+    pub fn router(&self) -> &TopicRouter {
+        &self.router
+    }
+
+    /// Closes the topic router (subscriptions end), stops HTTP, flushes the buffer to Delta
+    /// and stops the WAL.
     pub async fn stop(self) -> Result<(), Error> {
+        self.router.close();
         let _ = self.shutdown.send(true);
         let _ = self.http.await;
         let _ = self.background.await;
