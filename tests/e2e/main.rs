@@ -1,7 +1,9 @@
 //! End-to-end tests: they start the real `civiclake` binary on a loopback port and talk to it
 //! as users do (HTTP, the `sql` and `import` commands).
 
+mod browser;
 mod cli;
 mod durability;
 mod http_api;
 mod server;
+mod web;
