@@ -14,9 +14,10 @@ use fantoccini::key::Key;
 use fantoccini::wd::WebDriverCompatibleCommand;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, Once};
 use std::time::Duration;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -45,9 +46,14 @@ fn browser(test: &'static str) -> Option<Browser> {
             "CIVICLAKE_REQUIRE_BROWSER=1 but chromium/chromedriver are not installed \
              (apt-get install chromium chromium-driver)"
         );
-        println!(
-            "browser tests skipped: chromium/chromedriver not installed (apt-get install chromium chromium-driver)"
-        );
+        // Straight to stderr, past the test harness's output capture, once per run.
+        static SAID: Once = Once::new();
+        SAID.call_once(|| {
+            let _ = std::io::stderr().write_all(
+                b"browser tests skipped: chromium/chromedriver not installed \
+                  (apt-get install chromium chromium-driver)\n",
+            );
+        });
         return None;
     }
     let one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
@@ -167,26 +173,28 @@ impl Browser {
         self.assert_no_console_errors(url);
     }
 
-    /// Fails on any `SEVERE` console entry since the last check.
-    fn assert_no_console_errors(&self, page: &str) {
+    /// The messages of the `SEVERE` console entries logged since the last call.
+    fn console_errors(&self) -> Vec<String> {
         let entries = self
             .runtime
             .block_on(self.client().issue_cmd(BrowserLog))
             .expect("the browser log");
-        let severe: Vec<&Value> = entries
+        entries
             .as_array()
             .expect("an array of log entries")
             .iter()
             .filter(|e| e["level"] == "SEVERE")
-            .collect();
+            .map(|e| e["message"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
+    /// Fails on any `SEVERE` console entry since the last check.
+    fn assert_no_console_errors(&self, page: &str) {
+        let errors = self.console_errors();
         assert!(
-            severe.is_empty(),
+            errors.is_empty(),
             "console errors on {page}:\n{}",
-            severe
-                .iter()
-                .map(|e| e["message"].to_string())
-                .collect::<Vec<_>>()
-                .join("\n")
+            errors.join("\n")
         );
     }
 
@@ -270,6 +278,7 @@ fn browser_home_page_shows_the_tables_and_works_with_the_keyboard() {
     );
 
     browser.open(&format!("{}/", server.url));
+    assert_png(&browser.screenshot());
     assert_eq!(browser.js("return document.title;"), "Tables · civiclake");
     assert_eq!(
         browser.texts("tbody th.name"),
@@ -304,9 +313,22 @@ fn browser_home_page_shows_the_tables_and_works_with_the_keyboard() {
         .unwrap();
     assert_eq!(rows.as_array().map(Vec::len), Some(2));
 
-    let shot = browser.screenshot();
-    assert_png(&shot);
     browser.assert_no_console_errors("/");
+
+    // The console check sees errors: a missing file is one.
+    browser
+        .runtime
+        .block_on(
+            browser
+                .client()
+                .goto(&format!("{}/static/missing.css", server.url)),
+        )
+        .expect("open a missing file");
+    let errors = browser.console_errors();
+    assert!(
+        errors.iter().any(|e| e.contains("404")),
+        "a 404 should be a console error: {errors:?}"
+    );
 }
 
 #[test]
@@ -341,7 +363,8 @@ fn browser_sign_in_form_is_labelled_and_sets_the_cookie() {
             .expect("submit");
     });
     let url = browser.runtime.block_on(client.current_url()).expect("url");
-    assert_eq!(url.path(), "/");
+    let src = browser.runtime.block_on(client.source()).unwrap();
+    assert_eq!(url.path(), "/", "{src}");
     browser.assert_no_console_errors("/ after signing in");
     let cookie = browser
         .runtime
@@ -363,6 +386,12 @@ fn browser_sign_in_form_is_labelled_and_sets_the_cookie() {
             .click()
             .await
             .expect("sign out");
+        client
+            .wait()
+            .at_most(Duration::from_secs(30))
+            .for_element(Locator::Css(".session a[href=\"/login\"]"))
+            .await
+            .expect("the home page with a sign-in link");
     });
     browser.assert_no_console_errors("/ after signing out");
     let cookies = browser

@@ -77,7 +77,7 @@ fn home_page_lists_the_tables_with_exact_counts() {
         "{html}"
     );
     assert!(html.contains(
-        "/api/v1/query?sql=SELECT+*+FROM+%22air%22+ORDER+BY+time+DESC+LIMIT+100&amp;format=json"
+        "/api/v1/query?sql=SELECT+*+FROM+%22air%22+ORDER+BY+time+DESC+LIMIT+100&#38;format=json"
     ));
     assert!(html.contains(r#"href="/api/v1/openapi.json""#));
     assert!(html.contains(r#"href="/metrics""#));
