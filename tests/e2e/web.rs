@@ -63,7 +63,7 @@ fn home_page_lists_the_tables_with_exact_counts() {
     );
     assert!(html.contains(r#"<th scope="row" class="name">traffic</th>"#));
     assert!(html.contains(r#"<td class="num rows">3</td>"#), "{html}");
-    // Lake totals: 1,503 rows, 1 file (traffic's flush; air was flushed too).
+    // Lake totals: air's 1,500 rows and traffic's 2 in files, traffic's last row in memory.
     assert!(html.contains(r#"<dd id="total-tables">2</dd>"#), "{html}");
     assert!(html.contains(r#"<dd id="total-rows">1,503</dd>"#), "{html}");
     assert!(html.contains(r#"<dd id="total-buffered">1</dd>"#), "{html}");
@@ -98,6 +98,17 @@ fn home_page_lists_the_tables_with_exact_counts() {
     assert_eq!(tables[1]["files"], 1);
     assert_eq!(tables[1]["newest_time"], "2026-01-01T00:01:00Z");
     assert!(tables[1].get("newest_time_us").is_none());
+    let api: serde_json::Value = TestServer::client()
+        .get(format!("{}/api/v1/openapi.json", server.url))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let props = &api["components"]["schemas"]["TableInfo"]["properties"];
+    for field in ["rows", "file_rows", "newest_time"] {
+        assert!(props.get(field).is_some(), "{field} missing: {props}");
+    }
+    assert!(props.get("newest_time_us").is_none(), "{props}");
 
     // The link of a table runs.
     let rows: serde_json::Value = TestServer::client()
