@@ -137,6 +137,16 @@ fn endpoints(victim_token_id: &str) -> Vec<Endpoint> {
             None,
             Expect::Public,
         ),
+        // Web pages: public; what `/` shows depends on the token (home_page_shows_...).
+        e("GET", "/", "/", None, Expect::Public),
+        e("GET", "/login", "/login", None, Expect::Public),
+        e(
+            "GET",
+            "/static/{name}",
+            "/static/style.css",
+            None,
+            Expect::Public,
+        ),
         e(
             "POST",
             "/api/v1/write",
@@ -468,8 +478,9 @@ fn table_grants_shape_the_sql_catalog() {
         &admin,
         "SELECT count(*) AS n FROM information_schema.tables WHERE table_schema = 'public'",
     );
-    // The admin sees both tables and the `_checkpoints` system table.
-    assert_eq!(v[0]["n"], 3);
+    // The admin sees both tables, the `_checkpoints` system table and the four modules'
+    // events tables.
+    assert_eq!(v[0]["n"], 7);
     // Read-only: no DDL, DML or statements.
     for sql in [
         "CREATE VIEW v AS SELECT * FROM air_quality",
@@ -729,4 +740,67 @@ fn auth_can_only_be_turned_off_on_loopback() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("only allowed on a loopback address"), "{err}");
+}
+
+#[test]
+fn home_page_shows_only_what_the_token_reaches() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_secure(dir.path(), &[]);
+    let admin = last_line(&token_cmd(dir.path(), &["create", "--role", "admin"]));
+    for (table, line) in [
+        (
+            "air_quality",
+            "air_quality,sensor=a1 pm25=1.0 1767225600000000000",
+        ),
+        ("noise", "noise,sensor=n1 laeq=50.0 1767225600000000000"),
+    ] {
+        let r = client()
+            .post(format!("{}/api/v1/write?table={table}", server.url))
+            .bearer_auth(&admin)
+            .body(line)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 204);
+    }
+    let page = |cookie: Option<&str>| {
+        let mut r = client().get(format!("{}/", server.url));
+        if let Some(c) = cookie {
+            r = r.header("cookie", format!("civiclake_token={c}"));
+        }
+        let r = r.send().unwrap();
+        assert_eq!(r.status(), 200);
+        r.text().unwrap()
+    };
+    let anonymous = page(None);
+    assert!(
+        anonymous.contains("Sign in to see the tables"),
+        "{anonymous}"
+    );
+    assert!(!anonymous.contains("data-table=\"noise\""));
+    assert!(!anonymous.contains("data-table=\"air_quality\""));
+    let analyst = last_line(&token_cmd(
+        dir.path(),
+        &["create", "--role", "analyst", "--tables", "air_*"],
+    ));
+    let seen = page(Some(&analyst));
+    assert!(seen.contains("data-table=\"air_quality\""), "{seen}");
+    assert!(!seen.contains("data-table=\"noise\""), "{seen}");
+    let all = page(Some(&admin));
+    assert!(all.contains("data-table=\"noise\"") && all.contains("data-table=\"air_quality\""));
+    let guardian = last_line(&token_cmd(
+        dir.path(),
+        &[
+            "create",
+            "--role",
+            "guardian",
+            "--subject",
+            "RSSMRA80A01G999X",
+        ],
+    ));
+    let none = page(Some(&guardian));
+    assert!(none.contains("No tables for your role"), "{none}");
+    assert!(!none.contains("data-table="));
+    // A revoked or unknown cookie is the same as none.
+    let stale = page(Some("clk_000000000000_stale"));
+    assert!(stale.contains("Sign in to see the tables"));
 }

@@ -145,13 +145,19 @@ fn sigterm_flushes_the_buffer_to_delta() {
     assert!(wal_bytes <= 8, "WAL still holds {wal_bytes} bytes");
     assert!(dir.path().join("tables/load/_delta_log").is_dir());
     let server = server.restart();
-    let health: serde_json::Value = TestServer::client()
-        .get(format!("{}/health", server.url))
+    let tables: serde_json::Value = TestServer::client()
+        .get(format!("{}/api/v1/tables", server.url))
         .send()
         .unwrap()
         .json()
         .unwrap();
-    assert_eq!(health["buffered_rows"], 0);
+    let load = tables
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "load")
+        .unwrap();
+    assert_eq!(load["buffered_rows"], 0);
     assert_eq!(server.scalar("SELECT count(*) FROM load"), 500.0);
     assert_eq!(
         server.scalar("SELECT sum(seq) FROM load"),

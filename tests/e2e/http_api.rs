@@ -376,7 +376,17 @@ fn openapi_health_metrics_and_tables() {
         .iter()
         .map(|t| t["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["_checkpoints", "air"]);
+    assert_eq!(
+        names,
+        [
+            "_checkpoints",
+            "air",
+            "bus_catalog_events",
+            "council_events",
+            "kiosk_events",
+            "school_events"
+        ]
+    );
     let air = &tables[1];
     assert_eq!(air["files"], 1);
     assert_eq!(air["buffered_rows"], 0);

@@ -3,8 +3,10 @@
 //! in-process to drive the module API.
 
 mod auth;
+mod browser;
 mod cli;
 mod durability;
 mod http_api;
 mod platform;
 mod server;
+mod web;

@@ -57,6 +57,7 @@ fn config(dir: &Path) -> Config {
     Config {
         data_dir: dir.to_path_buf(),
         http_addr: "127.0.0.1:0".parse().expect("addr"),
+        insecure_no_auth: false,
         lake,
         query: civiclake_query::QueryConfig::default(),
         max_body_bytes: 1 << 20,
@@ -313,20 +314,35 @@ async fn a_module_appends_reads_queries_publishes_and_rebuilds_after_a_restart()
             .map(Module::name),
         Some("lab")
     );
-    // Every module's events table answers SQL right after start, with no rows.
-    for table in [
-        "council_events",
-        "school_events",
-        "kiosk_events",
-        "bus_catalog_events",
-        "lab_events",
+    // Every module's events table answers SQL right after start, with no rows (each asked
+    // by its own module: a module's queries see its own tables and the shared data tables).
+    for (module, table) in [
+        ("council", "council_events"),
+        ("school", "school_events"),
+        ("kiosk", "kiosk_events"),
+        ("bus", "bus_catalog_events"),
+        ("lab", "lab_events"),
     ] {
+        let own = server.platform(module).expect("platform");
         assert_eq!(
-            count(platform.as_ref(), &format!("SELECT count(*) FROM {table}")).await,
+            count(own.as_ref(), &format!("SELECT count(*) FROM {table}")).await,
             0,
             "{table}"
         );
     }
+    // Another module's tables and the system tables are not in a module's catalog.
+    for table in ["council_events", "_checkpoints"] {
+        let err = platform
+            .query(&format!("SELECT count(*) FROM {table}"))
+            .await
+            .expect_err("not the lab's table");
+        assert!(err.to_string().contains(table), "{err}");
+    }
+    let err = platform
+        .query("CREATE VIEW v AS SELECT 1")
+        .await
+        .expect_err("module SQL is read-only");
+    assert!(err.to_string().to_lowercase().contains("ddl"), "{err}");
 
     let mut bus = server
         .platform("bus")
@@ -531,7 +547,11 @@ async fn a_module_appends_reads_queries_publishes_and_rebuilds_after_a_restart()
     let rebuilt = rebuild(platform.as_ref()).await;
     assert_eq!(rebuilt, live, "rebuilt after a restart");
     assert_eq!(
-        count(platform.as_ref(), "SELECT count(*) FROM council_events").await,
+        count(
+            server.platform("council").expect("council").as_ref(),
+            "SELECT count(*) FROM council_events"
+        )
+        .await,
         0
     );
     let conflict = platform

@@ -189,7 +189,6 @@ impl Caller {
     pub fn sql_scope(&self) -> SqlScope {
         scope_of(&self.0)
     }
-
 }
 
 /// The SQL scope of `principal`.

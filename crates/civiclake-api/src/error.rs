@@ -67,7 +67,13 @@ impl ApiError {
         self
     }
 
-    fn status(&self) -> StatusCode {
+    /// What went wrong, for people.
+    pub(crate) fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The HTTP status of this error.
+    pub(crate) fn status(&self) -> StatusCode {
         self.status.unwrap_or(match self.class {
             ErrorClass::User => StatusCode::BAD_REQUEST,
             ErrorClass::Unauthenticated => StatusCode::UNAUTHORIZED,

@@ -3,13 +3,15 @@
 //! Routes are declared once with their OpenAPI description (utoipa), so
 //! `GET /api/v1/openapi.json` is generated from the same definitions that serve requests.
 //! Every handler returns `Result<_, ApiError>`; [`ApiError`] maps error classes to HTTP
-//! statuses in one place.
+//! statuses in one place. The web pages (`/`, `/login`, `/static/…`) are routes of the same
+//! router, rendered from askama templates (module `web`).
 
 pub mod auth;
 mod error;
 mod metrics;
 mod ops;
 mod query;
+mod web;
 mod write;
 
 pub use auth::{Auth, Caller, MaybeCaller};
@@ -99,6 +101,7 @@ pub fn router(state: AppState, config: &ApiConfig) -> Router {
                 async move { Json(api.as_ref().clone()) }
             }),
         )
+        .merge(web::router())
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(tower_http::decompression::RequestDecompressionLayer::new())
         .layer(tower_http::trace::TraceLayer::new_for_http())

@@ -3,13 +3,17 @@
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
+use arrow::array::{AsArray, RecordBatch};
+use arrow::compute::max;
+use arrow::datatypes::TimestampMicrosecondType;
 use axum::Json;
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
 use axum::http::header;
 use axum::response::IntoResponse;
 use civiclake_auth::Permission;
-use civiclake_core::role_of;
+use civiclake_core::{TIME_COLUMN, role_of};
+use civiclake_lake::Lake;
 use serde::{Deserialize, Serialize};
 
 /// The answer of `GET /health`.
@@ -67,29 +71,47 @@ pub(crate) struct TableInfo {
     pub name: String,
     /// Columns in order.
     pub columns: Vec<ColumnInfo>,
+    /// Rows of the table (buffered and in files); absent when a file has no row count in
+    /// its statistics.
+    pub rows: Option<u64>,
     /// Rows in memory not yet in Delta.
     pub buffered_rows: usize,
+    /// Rows in the Parquet files; absent when a file has no row count in its statistics.
+    pub file_rows: Option<u64>,
     /// Parquet files in the Delta table.
     pub files: usize,
     /// Bytes of those files.
     pub file_bytes: u64,
+    /// Time of the newest row (RFC 3339, UTC), from the buffer and the files' statistics;
+    /// absent for an empty table.
+    pub newest_time: Option<String>,
+    /// The same, in microseconds since the epoch (for the web pages).
+    #[serde(skip)]
+    pub newest_time_us: Option<i64>,
 }
 
-/// Lists the tables the caller's token reaches, with their columns.
-#[utoipa::path(get, path = "/api/v1/tables", responses((status = 200, body = Vec<TableInfo>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)), tag = "operations")]
-pub(crate) async fn tables(
-    State(state): State<AppState>,
-    caller: Caller,
-) -> Result<Json<Vec<TableInfo>>, ApiError> {
-    caller.require_any(&[Permission::Query, Permission::Dashboards])?;
+/// The state of every table `visible` accepts, in name order: the one data path of
+/// `GET /api/v1/tables` and the home page.
+pub(crate) fn table_infos(
+    lake: &Lake,
+    visible: impl Fn(&str) -> bool,
+) -> Result<Vec<TableInfo>, ApiError> {
     let mut out = Vec::new();
-    for name in state.lake.table_names() {
-        if !caller.0.reaches_table(&name) {
+    for name in lake.table_names() {
+        if !visible(&name) {
             continue;
         }
-        let Some(snap) = state.lake.snapshot(&name)? else {
+        let Some(snap) = lake.snapshot(&name)? else {
             continue;
         };
+        let buffered_rows: usize = snap.batches.iter().map(|b| b.num_rows()).sum();
+        let file_rows = snap.files.iter().map(|f| f.rows).sum::<Option<u64>>();
+        let newest_time_us = snap
+            .files
+            .iter()
+            .filter_map(|f| f.max_time)
+            .chain(snap.batches.iter().filter_map(newest_time_in))
+            .max();
         out.push(TableInfo {
             columns: snap
                 .schema
@@ -101,13 +123,42 @@ pub(crate) async fn tables(
                     data_type: f.data_type().to_string(),
                 })
                 .collect(),
-            buffered_rows: snap.batches.iter().map(|b| b.num_rows()).sum(),
+            rows: file_rows.map(|r| r + buffered_rows as u64),
+            buffered_rows,
+            file_rows,
             files: snap.files.len(),
             file_bytes: snap.files.iter().map(|f| f.size).sum(),
+            newest_time: newest_time_us.and_then(rfc3339_micros),
+            newest_time_us,
             name,
         });
     }
-    Ok(Json(out))
+    Ok(out)
+}
+
+/// The largest `time` of a buffered batch (µs), if it has any row.
+fn newest_time_in(batch: &RecordBatch) -> Option<i64> {
+    let column = batch.column_by_name(TIME_COLUMN)?;
+    max(column.as_primitive_opt::<TimestampMicrosecondType>()?)
+}
+
+/// `µs` since the epoch as RFC 3339 with microseconds, in UTC.
+pub(crate) fn rfc3339_micros(us: i64) -> Option<String> {
+    chrono::DateTime::from_timestamp_micros(us)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+}
+
+/// Lists the tables the caller's token reaches, with their columns, row counts, sizes and
+/// newest row time.
+#[utoipa::path(get, path = "/api/v1/tables", responses((status = 200, body = Vec<TableInfo>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)), tag = "operations")]
+pub(crate) async fn tables(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<TableInfo>>, ApiError> {
+    caller.require_any(&[Permission::Query, Permission::Dashboards])?;
+    Ok(Json(table_infos(&state.lake, |t| {
+        caller.0.reaches_table(t)
+    })?))
 }
 
 /// Flushes every buffered row to the Delta tables now.

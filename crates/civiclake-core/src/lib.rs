@@ -19,17 +19,16 @@
 
 mod cloudevent;
 mod error;
-mod predicate;
 pub mod events;
 mod module;
 mod platform;
+mod predicate;
 mod router;
 mod schema;
 mod topic;
 
 pub use cloudevent::{CloudEvent, CloudEventError, JSON_CONTENT_TYPE, SPEC_VERSION};
 pub use error::ErrorClass;
-pub use predicate::{CompareOp, Literal, PredicateError, RowPredicate};
 pub use events::{
     EventEnvelope, EventError, ExpectedVersion, NewEvent, UpcastFn, Upcasters, VersionConflict,
     events_schema,
@@ -38,6 +37,7 @@ pub use module::{Module, ModuleError, ModuleRegistry, SHIPPED_MODULES};
 pub use platform::{
     MODULE_PUBLISH_NAMESPACES, Platform, PlatformError, QueryBatches, check_module_topic,
 };
+pub use predicate::{CompareOp, Literal, PredicateError, RowPredicate};
 pub use router::{
     DEFAULT_QUEUE_CAPACITY, Delivery, Message, RouterClosed, RouterStats, Subscription, TopicRouter,
 };

@@ -12,9 +12,8 @@ use arrow::compute::cast;
 use arrow::datatypes::DataType;
 use civiclake_core::events::{self, EVENT_ID_COLUMN, STREAM_ID_COLUMN, VERSION_COLUMN};
 use civiclake_core::{
-    CloudEvent, EventEnvelope, ExpectedVersion, Module, NewEvent, Platform, PlatformError,
-    ModuleRegistry, QueryBatches, Subscription, Topic, TopicFilter, TopicRouter,
-    check_module_topic,
+    CloudEvent, EventEnvelope, ExpectedVersion, Module, ModuleRegistry, NewEvent, Platform,
+    PlatformError, QueryBatches, Subscription, Topic, TopicFilter, TopicRouter, check_module_topic,
 };
 use civiclake_lake::Lake;
 use civiclake_query::{QueryEngine, SqlScope};

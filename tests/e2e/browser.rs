@@ -1,0 +1,414 @@
+//! Browser tests: the real server's pages in Debian's headless Chromium, driven over
+//! WebDriver (chromedriver) with fantoccini.
+//!
+//! Every page visited is checked for console errors (any `SEVERE` entry of the browser log:
+//! a failed resource, a Content-Security-Policy violation, a script error fails the test) and
+//! each test leaves a screenshot in `target/browser-screenshots/<test>.png`.
+//!
+//! Without `/usr/bin/chromium` and `/usr/bin/chromedriver` the tests print one line and
+//! pass, unless `CIVICLAKE_REQUIRE_BROWSER=1` (set by `.ci/run`), which makes them fail.
+
+use crate::server::{TestServer, wait_until};
+use fantoccini::actions::{InputSource, KeyAction, KeyActions};
+use fantoccini::key::Key;
+use fantoccini::wd::WebDriverCompatibleCommand;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard, Once};
+use std::time::Duration;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const T0: i64 = 1_767_225_600_000_000_000; // 2026-01-01T00:00:00Z in ns
+
+/// One browser at a time: Chromium is heavy and the test machines are small.
+static ONE_BROWSER: Mutex<()> = Mutex::new(());
+
+/// A headless Chromium behind its own chromedriver, with a fresh profile.
+struct Browser {
+    test: &'static str,
+    client: Option<Client>,
+    driver: Child,
+    runtime: tokio::runtime::Runtime,
+    profile: tempfile::TempDir,
+    _one: MutexGuard<'static, ()>,
+}
+
+/// Starts a browser for `test`, or returns `None` (after saying so) when none is installed.
+fn browser(test: &'static str) -> Option<Browser> {
+    let installed = Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists();
+    if !installed {
+        assert!(
+            std::env::var("CIVICLAKE_REQUIRE_BROWSER").as_deref() != Ok("1"),
+            "CIVICLAKE_REQUIRE_BROWSER=1 but chromium/chromedriver are not installed \
+             (apt-get install chromium chromium-driver)"
+        );
+        // Straight to stderr, past the test harness's output capture, once per run.
+        static SAID: Once = Once::new();
+        SAID.call_once(|| {
+            let _ = std::io::stderr().write_all(
+                b"browser tests skipped: chromium/chromedriver not installed \
+                  (apt-get install chromium chromium-driver)\n",
+            );
+        });
+        return None;
+    }
+    let one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let profile = tempfile::tempdir().expect("profile dir");
+    let port = free_port();
+    let log = profile.path().join("chromedriver.log");
+    let driver = Command::new(CHROMEDRIVER)
+        .arg(format!("--port={port}"))
+        .arg(format!("--log-path={}", log.display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start chromedriver");
+    let driver_url = format!("http://127.0.0.1:{port}/");
+    let status = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("client");
+    wait_until(Duration::from_secs(30), "chromedriver to be ready", || {
+        status
+            .get(format!("{driver_url}status"))
+            .send()
+            .and_then(|r| r.json::<Value>())
+            .is_ok_and(|v| v["value"]["ready"] == true)
+    });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut browser = Browser {
+        test,
+        client: None,
+        driver,
+        runtime,
+        profile,
+        _one: one,
+    };
+    let capabilities = json!({
+        "browserName": "chrome",
+        "goog:chromeOptions": {
+            "binary": CHROMIUM,
+            "args": [
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--window-size=1280,900",
+                format!("--user-data-dir={}", browser.profile.path().join("chromium").display()),
+            ],
+        },
+        "goog:loggingPrefs": {"browser": "ALL"},
+    });
+    let Value::Object(capabilities) = capabilities else {
+        unreachable!("a JSON object")
+    };
+    let client = browser.runtime.block_on(async {
+        ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(capabilities)
+            .connect(&driver_url)
+            .await
+    });
+    match client {
+        Ok(client) => browser.client = Some(client),
+        Err(e) => panic!(
+            "could not start chromium through chromedriver: {e}\nchromedriver log:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        ),
+    }
+    Some(browser)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+/// chromedriver's `POST /session/{id}/se/log` `{"type": "browser"}`: the console entries
+/// logged since the last call.
+#[derive(Debug)]
+struct BrowserLog;
+
+impl WebDriverCompatibleCommand for BrowserLog {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        let id = session_id.ok_or(url::ParseError::EmptyHost)?;
+        base_url.join(&format!("session/{id}/se/log"))
+    }
+
+    fn method_and_body(&self, _request_url: &url::Url) -> (http::Method, Option<String>) {
+        (
+            http::Method::POST,
+            Some(r#"{"type":"browser"}"#.to_string()),
+        )
+    }
+}
+
+impl Browser {
+    fn client(&self) -> &Client {
+        self.client.as_ref().expect("a session")
+    }
+
+    /// Opens `url` and checks the console.
+    fn open(&self, url: &str) {
+        self.runtime
+            .block_on(self.client().goto(url))
+            .unwrap_or_else(|e| panic!("open {url}: {e}"));
+        self.assert_no_console_errors(url);
+    }
+
+    /// The messages of the `SEVERE` console entries logged since the last call.
+    fn console_errors(&self) -> Vec<String> {
+        let entries = self
+            .runtime
+            .block_on(self.client().issue_cmd(BrowserLog))
+            .expect("the browser log");
+        entries
+            .as_array()
+            .expect("an array of log entries")
+            .iter()
+            .filter(|e| e["level"] == "SEVERE")
+            .map(|e| e["message"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
+    /// Fails on any `SEVERE` console entry since the last check.
+    fn assert_no_console_errors(&self, page: &str) {
+        let errors = self.console_errors();
+        assert!(
+            errors.is_empty(),
+            "console errors on {page}:\n{}",
+            errors.join("\n")
+        );
+    }
+
+    /// Runs `script` (a function body; `return` gives the value) in the page.
+    fn js(&self, script: &str) -> Value {
+        self.runtime
+            .block_on(self.client().execute(script, Vec::new()))
+            .unwrap_or_else(|e| panic!("script {script}: {e}"))
+    }
+
+    /// The text of every element matching `css`.
+    fn texts(&self, css: &str) -> Vec<String> {
+        let v = self.js(&format!(
+            "return Array.from(document.querySelectorAll({})).map(e => e.textContent.trim());",
+            json!(css)
+        ));
+        serde_json::from_value(v).expect("strings")
+    }
+
+    /// Presses and releases `key` on whatever has the focus.
+    fn press(&self, key: Key) {
+        let key = char::from(key);
+        let actions = KeyActions::new("keyboard".to_string())
+            .then(KeyAction::Down { value: key })
+            .then(KeyAction::Up { value: key });
+        self.runtime
+            .block_on(self.client().perform_actions(actions))
+            .expect("key press");
+    }
+
+    /// Saves a screenshot to `target/browser-screenshots/<test>.png` and returns its path.
+    fn screenshot(&self) -> PathBuf {
+        let png = self
+            .runtime
+            .block_on(self.client().screenshot())
+            .expect("screenshot");
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .parent()
+            .expect("the target directory")
+            .join("browser-screenshots");
+        std::fs::create_dir_all(&dir).expect("screenshot dir");
+        let path = dir.join(format!("{}.png", self.test));
+        std::fs::write(&path, png).expect("write screenshot");
+        path
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            let _ = self.runtime.block_on(client.close());
+        }
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+fn assert_png(path: &Path) {
+    let bytes = std::fs::read(path).expect("screenshot file");
+    assert!(
+        bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > 1000,
+        "{} is not a PNG",
+        path.display()
+    );
+}
+
+#[test]
+fn browser_home_page_shows_the_tables_and_works_with_the_keyboard() {
+    let Some(browser) = browser("home_page") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), &[]);
+    let air: Vec<String> = (0..1234)
+        .map(|i| format!("air,sensor=s{} pm25={i} {}", i % 5, T0 + i * 1_000_000_000))
+        .collect();
+    server.write_lp("air", &air.join("\n"));
+    server.write_lp(
+        "traffic",
+        &format!("traffic,road=A1 cars=3 {T0}\ntraffic,road=A2 cars=5 {T0}"),
+    );
+
+    browser.open(&format!("{}/", server.url));
+    assert_png(&browser.screenshot());
+    assert_eq!(browser.js("return document.title;"), "Tables · civiclake");
+    assert_eq!(
+        browser.texts("tbody th.name"),
+        [
+            "_checkpoints",
+            "air",
+            "bus_catalog_events",
+            "council_events",
+            "kiosk_events",
+            "school_events",
+            "traffic"
+        ],
+        "table names in the rendered DOM (the platform's own tables are empty)"
+    );
+    assert_eq!(
+        browser.texts("tbody td.rows"),
+        ["0", "1,234", "0", "0", "0", "0", "2"]
+    );
+    assert_eq!(browser.texts("#total-rows"), ["1,236"]);
+
+    // The stylesheet is loaded and applied.
+    let style = browser.js("const s = getComputedStyle(document.body);
+         const skip = getComputedStyle(document.querySelector('.skip-link'));
+         return [s.marginTop, skip.position, document.styleSheets.length];");
+    assert_eq!(style, json!(["0px", "absolute", 1]));
+
+    // The skip link is the first thing the keyboard reaches, and it is shown when focused.
+    browser.press(Key::Tab);
+    let focused = browser.js("const a = document.activeElement;
+         return [a.className, a.getAttribute('href'), a.getBoundingClientRect().top >= 0];");
+    assert_eq!(focused, json!(["skip-link", "#main", true]));
+    browser.press(Key::Enter);
+    assert_eq!(browser.js("return document.activeElement.id;"), "main");
+
+    // Every link to a table's rows works.
+    let href =
+        browser.js("return document.querySelector('tr[data-table=\"traffic\"] .links a').href;");
+    let rows: Value = TestServer::client()
+        .get(href.as_str().expect("a URL"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(rows.as_array().map(Vec::len), Some(2));
+
+    browser.assert_no_console_errors("/");
+
+    // The console check sees errors: a missing file is one.
+    browser
+        .runtime
+        .block_on(
+            browser
+                .client()
+                .goto(&format!("{}/static/missing.css", server.url)),
+        )
+        .expect("open a missing file");
+    let errors = browser.console_errors();
+    assert!(
+        errors.iter().any(|e| e.contains("404")),
+        "a 404 should be a console error: {errors:?}"
+    );
+}
+
+#[test]
+fn browser_sign_in_form_is_labelled_and_sets_the_cookie() {
+    let Some(browser) = browser("login") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), &[]);
+    browser.open(&format!("{}/login", server.url));
+    let field = browser.js("const f = document.getElementById('token');
+         return [f.type, f.labels.length, f.labels[0].textContent.trim()];");
+    assert_eq!(field, json!(["password", 1, "Access token"]));
+    let shot = browser.screenshot();
+    assert_png(&shot);
+
+    let client = browser.client();
+    browser.runtime.block_on(async {
+        client
+            .find(Locator::Css("#token"))
+            .await
+            .expect("token field")
+            .send_keys("cl_browser-token")
+            .await
+            .expect("type the token");
+        client
+            .find(Locator::Css("main form button[type=submit]"))
+            .await
+            .expect("sign-in button")
+            .click()
+            .await
+            .expect("submit");
+    });
+    let url = browser.runtime.block_on(client.current_url()).expect("url");
+    let src = browser.runtime.block_on(client.source()).unwrap();
+    assert_eq!(url.path(), "/", "{src}");
+    browser.assert_no_console_errors("/ after signing in");
+    let cookie = browser
+        .runtime
+        .block_on(client.get_named_cookie("civiclake_token"))
+        .expect("the token cookie");
+    assert_eq!(cookie.value(), "cl_browser-token");
+    assert_eq!(cookie.http_only(), Some(true));
+    assert_eq!(
+        browser.js("return document.cookie;"),
+        "",
+        "HttpOnly: not visible to scripts"
+    );
+
+    browser.runtime.block_on(async {
+        client
+            .find(Locator::Css("form[action=\"/logout\"] button"))
+            .await
+            .expect("sign-out button")
+            .click()
+            .await
+            .expect("sign out");
+        client
+            .wait()
+            .at_most(Duration::from_secs(30))
+            .for_element(Locator::Css(".session a[href=\"/login\"]"))
+            .await
+            .expect("the home page with a sign-in link");
+    });
+    browser.assert_no_console_errors("/ after signing out");
+    let cookies = browser
+        .runtime
+        .block_on(client.get_all_cookies())
+        .expect("cookies");
+    assert!(cookies.iter().all(|c| c.name() != "civiclake_token"));
+    assert_eq!(browser.texts(".session a"), ["Sign in"]);
+}
