@@ -644,7 +644,7 @@ fn write_grants_namespaces_revocation_expiry_and_last_use() {
         .json()
         .unwrap();
     let text = r.to_string();
-    assert!(!text.contains(admin.rsplit_once('_').unwrap().1));
+    assert!(!text.contains(admin[4..].split_once('_').unwrap().1));
     let status = server.terminate();
     assert!(status.success());
     let listed = token_cmd(dir.path(), &["list"]);

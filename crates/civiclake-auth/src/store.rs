@@ -519,11 +519,14 @@ mod tests {
             .expect("create");
         assert!(new.token.starts_with("clk_"));
         let text = std::fs::read_to_string(dir.path().join("auth/store.json")).expect("read");
+        // `clk_<id>_<secret>`: the id is hex, the secret base64url (which may hold `_`).
         let secret = new
             .token
-            .rsplit_once('_')
+            .strip_prefix("clk_")
+            .and_then(|r| r.split_once('_'))
             .map(|(_, s)| s)
             .unwrap_or_default();
+        assert_eq!(secret.len(), 43);
         assert!(!text.contains(secret), "the secret must not be stored");
         assert!(text.contains(&sha256_hex(secret)));
         let p = store.authenticate(&new.token).expect("authenticate");

@@ -870,7 +870,7 @@ mod tests {
             .unwrap();
         let schema = batch("s", 0, 1).schema();
         lake.ensure_table("air", &schema).unwrap();
-        assert_eq!(lake.table_names(), ["air"]);
+        assert_eq!(lake.table_names(), ["_checkpoints", "air"]);
         assert_eq!(lake.schema("air").unwrap(), schema);
         assert_eq!(rows(&lake, "air"), (0, 0));
         // Nothing to flush, nothing on disk.
