@@ -131,8 +131,14 @@ def expected_figures(rows: list[Row]) -> dict:
 # --------------------------------------------------------------------------
 
 
+# The admin token the check makes with `civiclake token create` before starting the server.
+TOKEN: str | None = None
+
+
 def http(method: str, url: str, body: bytes | None = None, content_type: str | None = None, timeout: float = HTTP_TIMEOUT_S):
     req = urllib.request.Request(url, data=body, method=method)
+    if TOKEN:
+        req.add_header("Authorization", f"Bearer {TOKEN}")
     if content_type:
         req.add_header("Content-Type", content_type)
     try:
@@ -313,6 +319,20 @@ def main() -> int:
 
     print(f"interop: {binary}")
     print(f"interop: data dir {data_dir}, listening on {base}")
+    # The first admin token of a new install, made on the data directory as the README says.
+    global TOKEN
+    made = subprocess.run(
+        [binary, "token", "create", "--role", "admin", "--label", "interop", "--data-dir", data_dir],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    if made.returncode != 0:
+        print(f"interop: FAILED: civiclake token create: {made.stderr.strip()}", file=sys.stderr)
+        return 1
+    TOKEN = made.stdout.strip().splitlines()[-1]
     log = open(log_path, "wb")
     proc = subprocess.Popen(
         [binary, "serve", "--data-dir", data_dir, "--http-addr", f"127.0.0.1:{port}"],
