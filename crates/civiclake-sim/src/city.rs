@@ -19,7 +19,8 @@ const LOCAL_OFFSET_HOURS: f64 = 1.0;
 pub struct CityConfig {
     /// Seed of every random choice.
     pub seed: u64,
-    /// Number of sensors (spread over kinds and districts in turn).
+    /// Number of sensors: sensor `i` is of kind `i mod 5` ([`Kind::ALL`] order) in district
+    /// `(i mod 5 + i div 5) mod 5` ([`DISTRICTS`] order).
     pub sensors: u32,
     /// Days simulated.
     pub days: u32,
@@ -207,7 +208,10 @@ impl City {
                 SensorInfo {
                     kind,
                     name: format!("{}-{i:05}", kind.table()).into(),
-                    district: DISTRICTS[(i / Kind::ALL.len()) % DISTRICTS.len()],
+                    // Each round of kinds shifts the districts: every district gets sensors
+                    // as soon as there are five, and every kind spreads over the districts.
+                    district: DISTRICTS
+                        [(i % Kind::ALL.len() + i / Kind::ALL.len()) % DISTRICTS.len()],
                     phase_micros: rng.below(interval_ms) as i64 * 1000,
                 }
             })

@@ -78,7 +78,9 @@ fn line_protocol_and_ndjson_shapes() {
     let mut tables: Vec<&str> = kinds.iter().map(|k| k.0).collect();
     tables.sort_unstable();
     assert_eq!(tables, ["air", "noise", "parking", "traffic", "waste"]);
-    assert!(kinds.iter().all(|k| k.1 == "Centro"));
+    let mut districts: Vec<&str> = kinds.iter().map(|k| k.1).collect();
+    districts.sort_unstable();
+    assert_eq!(districts, ["Centro", "Est", "Nord", "Ovest", "Sud"]);
 }
 
 #[test]
