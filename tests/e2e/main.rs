@@ -9,4 +9,5 @@ mod durability;
 mod http_api;
 mod platform;
 mod server;
+mod simulate;
 mod web;

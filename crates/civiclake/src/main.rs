@@ -2,6 +2,7 @@
 //! arguments and calls the crate that does the work.
 
 mod import;
+mod simulate;
 mod sql;
 mod token;
 
@@ -26,6 +27,9 @@ enum Command {
     Sql(sql::SqlArgs),
     /// Import CSV, Parquet, NDJSON or line-protocol files into a table.
     Import(import::ImportArgs),
+    /// Simulated city sensor data: to line-protocol, NDJSON or Parquet files, or live to a
+    /// server over HTTP.
+    Simulate(simulate::SimulateArgs),
     /// Tokens and roles: create, list, revoke, sign links (works on the data directory).
     Token(token::TokenArgs),
     /// Configuration helpers.
@@ -84,6 +88,7 @@ fn main() -> ExitCode {
             }
             Command::Sql(args) => sql::run(args).await,
             Command::Import(args) => import::run(args).await,
+            Command::Simulate(args) => simulate::run(args).await,
             Command::Token(args) => token::run(args),
             Command::Config {
                 action: ConfigAction::Example,
