@@ -372,6 +372,14 @@ fn browser_sign_in_form_is_labelled_and_sets_the_cookie() {
             .click()
             .await
             .expect("submit");
+        // The click returns before the POST and its redirect have finished:
+        // wait for the signed-in home page before looking at the URL.
+        client
+            .wait()
+            .at_most(Duration::from_secs(30))
+            .for_element(Locator::Css("form[action=\"/logout\"] button"))
+            .await
+            .expect("the home page with a sign-out button");
     });
     let url = browser.runtime.block_on(client.current_url()).expect("url");
     let src = browser.runtime.block_on(client.source()).unwrap();
