@@ -12,10 +12,11 @@
 //!
 //! Everything is a function of [`CityConfig`]: the same seed gives the same bytes. Readings
 //! are streamed in arrival order ([`City::readings`]), so memory stays flat at any scale.
-//! Outputs: line protocol, NDJSON, Parquet (one file per table) and HTTP publishing to a
-//! civiclake server ([`output`]); Arrow record batches per table ([`City::record_batches`]).
+//! Outputs: line protocol, NDJSON, Parquet (one file per table), HTTP publishing to a
+//! civiclake server, MQTT and Kafka publishing ([`output`]); Arrow record batches per table ([`City::record_batches`]).
 
 mod batches;
+mod brokers;
 mod city;
 mod kinds;
 pub mod output;
@@ -48,4 +49,7 @@ pub enum SimError {
     /// The server could not be reached or refused a write.
     #[error("{0}")]
     Http(String),
+    /// An MQTT or Kafka broker could not be reached or did not take every message.
+    #[error("{0}")]
+    Broker(String),
 }

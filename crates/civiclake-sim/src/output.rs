@@ -1,9 +1,12 @@
 //! Outputs: line protocol and NDJSON (text, one reading a line), Parquet (one file per
-//! table) and HTTP publishing to a civiclake server. MQTT and Kafka publishing come with the
-//! ingest connectors.
+//! table), HTTP publishing to a civiclake server, and live publishing to an MQTT broker or
+//! to Kafka (one message per reading, every message confirmed by the broker).
 //!
 //! The progress callbacks receive the number of rows written so far.
 
+pub use crate::brokers::{
+    KafkaTarget, MqttTarget, Payload, parse_mqtt_url, publish_kafka, publish_mqtt, topic_for,
+};
 use crate::city::{City, Reading, Value};
 use crate::{Kind, SimError};
 use parquet::arrow::ArrowWriter;
