@@ -233,10 +233,17 @@ def compare(civ_cols, civ_rows, duck_cols, duck_rows) -> str | None:
         for name, c, d in zip(duck_cols, c_row, d_row):
             if not same_value(c, d):
                 return (
-                    f"row {i} column {name}: civiclake {c!r}, DuckDB {d!r}\n"
-                    f"    civiclake row: {c_row}\n    DuckDB row:    {list(d_row)}"
+                    f"row {i} column {name}: civiclake {c!r}, DuckDB {shown(d)!r}; "
+                    f"civiclake row {c_row}, DuckDB row {[shown(v) for v in d_row]}"
                 )
     return None
+
+
+def shown(value):
+    """A DuckDB value as printed in a mismatch: timestamps in ISO 8601, like civiclake's."""
+    if isinstance(value, (dt.datetime, dt.date)):
+        return value.isoformat()
+    return value
 
 
 def cmd_check(args) -> int:
