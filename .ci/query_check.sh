@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Query correctness check: the benchmark queries (benches/queries) give the same answers on
+# civiclake and on DuckDB over the same simulated city.
+#
+#   1. `civiclake simulate --sensors 100 --days 1` (seed below) to Parquet files, for DuckDB;
+#   2. a fresh `civiclake serve` on 127.0.0.1 port 0, the same city published to it over HTTP;
+#   3. benches/duckdb_side.py check, three times: rows still in the server's buffer; after
+#      POST /api/v1/admin/flush (rows in Delta files); and DuckDB reading civiclake's own Delta
+#      tables (`delta:DIR` sources) instead of the simulator's files;
+#   4. the server stopped with SIGTERM.
+#
+# Usage: .ci/query_check.sh PYTHON [CIVICLAKE_BIN]   (PYTHON with duckdb, pyarrow, deltalake)
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+PYTHON="${1:?usage: .ci/query_check.sh PYTHON [CIVICLAKE_BIN]}"
+BIN="${2:-target/debug/civiclake}"
+SEED=1  # the simulator's default, as in the benchmark runs
+SENSORS=100
+DAYS=1
+TABLES=(air noise traffic parking waste)
+STARTUP_DEADLINE_S=60
+
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/civiclake-queries.XXXXXX")"
+SERVER_PID=""
+cleanup() {
+    if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
+        kill -TERM "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+    fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+echo "simulating the city (seed $SEED, $SENSORS sensors, $DAYS day) to Parquet in $WORK/parquet"
+"$BIN" simulate --seed "$SEED" --sensors "$SENSORS" --days "$DAYS" --format parquet --out "$WORK/parquet"
+
+"$BIN" serve --insecure-no-auth --http-addr 127.0.0.1:0 --data-dir "$WORK/data" \
+    >"$WORK/serve.out" 2>"$WORK/serve.err" &
+SERVER_PID=$!
+URL=""
+for _ in $(seq $((STARTUP_DEADLINE_S * 10))); do
+    URL="$(grep -o 'http://127\.0\.0\.1:[0-9]*' "$WORK/serve.out" | head -n 1 || true)"
+    if [ -n "$URL" ] || ! kill -0 "$SERVER_PID" 2>/dev/null; then break; fi
+    sleep 0.1
+done
+if [ -z "$URL" ]; then
+    echo "civiclake serve did not start within ${STARTUP_DEADLINE_S}s:" >&2
+    cat "$WORK/serve.out" "$WORK/serve.err" >&2
+    exit 1
+fi
+echo "civiclake serving at $URL (pid $SERVER_PID)"
+
+echo "publishing the same city to $URL"
+"$BIN" simulate --seed "$SEED" --sensors "$SENSORS" --days "$DAYS" --server "$URL"
+
+parquet_sources=()
+delta_sources=()
+for t in "${TABLES[@]}"; do
+    parquet_sources+=(--source "$t=$WORK/parquet/$t.parquet")
+    delta_sources+=(--source "$t=delta:$WORK/data/tables/$t")
+done
+
+echo
+echo "--- check 1/3: civiclake answering from its buffer (nothing flushed yet)"
+"$PYTHON" benches/duckdb_side.py check --server "$URL" "${parquet_sources[@]}" --queries benches/queries
+
+echo
+echo "--- flush: POST $URL/api/v1/admin/flush"
+# Every row must still have been in the buffer: the flush writes all of them.
+"$PYTHON" - "$URL" "$((SENSORS * DAYS * 1440))" <<'EOF'
+import json, sys, urllib.request
+req = urllib.request.Request(sys.argv[1] + "/api/v1/admin/flush", data=b"", method="POST")
+with urllib.request.urlopen(req, timeout=300) as resp:
+    stats = json.load(resp)
+print(stats)
+if stats.get("failed_tables"):
+    sys.exit(f"flush failed for {stats['failed_tables']}")
+if stats.get("rows") != int(sys.argv[2]):
+    sys.exit(f"flush wrote {stats.get('rows')} rows, expected all {sys.argv[2]} (an earlier flush?)")
+EOF
+
+echo
+echo "--- check 2/3: civiclake answering from its Delta tables"
+"$PYTHON" benches/duckdb_side.py check --server "$URL" "${parquet_sources[@]}" --queries benches/queries
+
+echo
+echo "--- check 3/3: DuckDB reading civiclake's Delta tables"
+"$PYTHON" benches/duckdb_side.py check --server "$URL" "${delta_sources[@]}" --queries benches/queries
+
+kill -TERM "$SERVER_PID"
+wait "$SERVER_PID" || { rc=$?; echo "civiclake serve exited with $rc after SIGTERM" >&2; exit "$rc"; }
+SERVER_PID=""
+echo "query check passed"

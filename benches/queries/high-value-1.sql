@@ -1,0 +1,7 @@
+-- high-value-1: every reading of ONE sensor (air-00005) with NO2 above 70 ug/m3 during twelve
+-- hours (2026-01-01 06:00 to 18:00 UTC), whole rows (TSBS "high-cpu-1").
+SELECT time, sensor, district, pm10, pm25, no2, o3, temperature, humidity, battery, status
+FROM air
+WHERE sensor = 'air-00005' AND no2 > 70
+  AND time >= '2026-01-01T06:00:00Z' AND time < '2026-01-01T18:00:00Z'
+ORDER BY time, sensor;

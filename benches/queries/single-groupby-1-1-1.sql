@@ -1,0 +1,8 @@
+-- single-groupby-1-1-1: the highest PM2.5 of ONE sensor (air-00005) in every 5-minute
+-- bucket of ONE hour (2026-01-01 08:00 to 09:00 UTC): 12 rows (TSBS "single-groupby-1-1-1").
+SELECT date_bin(INTERVAL '5 minutes', time) AS bucket, max(pm25) AS max_pm25
+FROM air
+WHERE sensor = 'air-00005'
+  AND time >= '2026-01-01T08:00:00Z' AND time < '2026-01-01T09:00:00Z'
+GROUP BY date_bin(INTERVAL '5 minutes', time)
+ORDER BY bucket;
