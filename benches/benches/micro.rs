@@ -7,7 +7,7 @@
 //! * `wal/*`: `Lake::write` on a real directory with `wal_fsync` on, as the server does it:
 //!   Arrow IPC record, group commit (one `write` + one `fdatasync` for the records queued
 //!   meanwhile), then the rows applied to the buffer. One writer, then four concurrent
-//!   writers sharing the fsync.
+//!   writers sharing the fsync; each write is a runtime task, as the HTTP handlers are.
 //! * `buffer/*`: `Lake::snapshot` of a buffer of 200k rows, the Arrow batches a query scans;
 //!   `widened` when half of them were written before a column existed and must be projected.
 //! * `flush/*`: `encode_flush_files` (sort by day, tags, time; zstd Parquet, no I/O) and the
@@ -21,7 +21,9 @@ use civiclake_ingest::{DecodeOptions, Decoded, Precision, SchemaLookup};
 use civiclake_lake::{Lake, LakeConfig, OpenMode};
 use civiclake_sim::output::{write_line_protocol, write_ndjson};
 use civiclake_sim::{City, CityConfig, Kind, Reading};
-use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput, criterion_group};
+use criterion::{
+    BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group,
+};
 use criterion::{criterion_main, measurement::WallTime};
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -207,48 +209,41 @@ fn wal(c: &mut Criterion) {
     let (_dir, lake) = open_lake(&rt);
     let mut group = c.benchmark_group("wal");
 
-    group.throughput(Throughput::Elements(WRITE_ROWS as u64));
     let mut next = input.iter().cycle();
-    group.bench_function("append_1000_rows_fsync", |b| {
-        b.iter_custom(|iters| {
-            let mut spent = Duration::ZERO;
-            for _ in 0..iters {
-                let batch = next.next().expect("cycle never ends").clone();
-                let start = Instant::now();
-                write(&rt, &lake, "air", batch);
-                spent += start.elapsed();
-                keep_buffer_small(&rt, &lake);
-            }
-            spent
-        })
-    });
-
-    group.throughput(Throughput::Elements((WRITERS * WRITE_ROWS) as u64));
-    let mut next = input.iter().cycle();
-    group.bench_function("append_4x1000_rows_concurrent_fsync", |b| {
-        b.iter_custom(|iters| {
-            let mut spent = Duration::ZERO;
-            for _ in 0..iters {
-                let start = Instant::now();
-                let writes: Vec<_> = (0..WRITERS)
-                    .map(|_| {
-                        let lake = lake.clone();
-                        let batch = next.next().expect("cycle never ends").clone();
-                        rt.spawn(async move { lake.write(vec![("air".to_string(), batch)]).await })
-                    })
-                    .collect();
-                for written in rt.block_on(futures::future::join_all(writes)) {
-                    let written = written
-                        .expect("the writer task runs")
-                        .expect("the write succeeds");
-                    assert_eq!(written, WRITE_ROWS);
+    for writers in [1, WRITERS] {
+        // Each writer is a task of the runtime, as the HTTP handlers are.
+        group.throughput(Throughput::Elements((writers * WRITE_ROWS) as u64));
+        let id = BenchmarkId::new("append_1000_rows_fsync", format!("{writers}_writers"));
+        group.bench_function(id, |b| {
+            b.iter_custom(|iters| {
+                let mut spent = Duration::ZERO;
+                for _ in 0..iters {
+                    let batches: Vec<RecordBatch> = (0..writers)
+                        .map(|_| next.next().expect("cycle never ends").clone())
+                        .collect();
+                    let start = Instant::now();
+                    let writes: Vec<_> = batches
+                        .into_iter()
+                        .map(|batch| {
+                            let lake = lake.clone();
+                            rt.spawn(
+                                async move { lake.write(vec![("air".to_string(), batch)]).await },
+                            )
+                        })
+                        .collect();
+                    for written in rt.block_on(futures::future::join_all(writes)) {
+                        let written = written
+                            .expect("the writer task runs")
+                            .expect("the write succeeds");
+                        assert_eq!(written, WRITE_ROWS);
+                    }
+                    spent += start.elapsed();
+                    keep_buffer_small(&rt, &lake);
                 }
-                spent += start.elapsed();
-                keep_buffer_small(&rt, &lake);
-            }
-            spent
-        })
-    });
+                spent
+            })
+        });
+    }
     group.finish();
     rt.block_on(lake.shutdown()).expect("the lake stops");
 }
