@@ -8,7 +8,7 @@ use crate::config::LakeConfig;
 use crate::deletes::DeleteSet;
 use crate::delta::{self, DeltaHandle, add_action};
 use crate::error::{Error, Result};
-use crate::parquet_io::{delta_stats, read_parquet, sort_by_day, write_parquet, writer_properties};
+use crate::parquet_io::{encode_day_files, read_parquet};
 use crate::table::{DataFile, Table, TableSnapshot, project};
 use crate::wal::{self, Wal};
 use arrow::datatypes::{Schema, SchemaRef};
@@ -396,17 +396,8 @@ impl Lake {
         batches: Vec<RecordBatch>,
     ) -> Result<(Vec<deltalake::kernel::Add>, Vec<DataFile>)> {
         let (row_group_rows, zstd_level) = (self.config.row_group_rows, self.config.zstd_level);
-        let encoded = tokio::task::spawn_blocking(move || -> Result<Vec<_>> {
-            let slices = sort_by_day(&schema, &batches)?;
-            slices
-                .into_iter()
-                .map(|s| {
-                    let props = writer_properties(row_group_rows, zstd_level, &s.batch)?;
-                    let bytes = write_parquet(&s.batch, props)?;
-                    let stats = delta_stats(&s.batch, s.min_time, s.max_time);
-                    Ok((s, bytes, stats))
-                })
-                .collect()
+        let encoded = tokio::task::spawn_blocking(move || {
+            encode_day_files(&schema, &batches, row_group_rows, zstd_level)
         })
         .await
         .map_err(|e| Error::Internal(format!("flush task: {e}")))??;

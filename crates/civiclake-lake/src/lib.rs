@@ -36,4 +36,5 @@ pub use lake::{
     CHECKPOINTS_TABLE, Change, ChangeOutcome, CompactStats, DeleteOutcome, FlushStats, Lake,
     LakeMetrics, LakeStats, OpenMode,
 };
+pub use parquet_io::{EncodedFile, encode_flush_files};
 pub use table::{DataFile, TableSnapshot};

@@ -158,6 +158,65 @@ pub(crate) fn write_parquet(batch: &RecordBatch, props: WriterProperties) -> Res
     Ok(Bytes::from(buf))
 }
 
+/// One day partition of a flush: its sorted rows, the Parquet file and the Delta stats.
+pub(crate) type EncodedDay = (DaySlice, Bytes, String);
+
+/// The CPU part of a flush: sorts `batches` (all of `schema`) by day, tags and time and
+/// encodes one zstd Parquet file per day, with its Delta stats.
+pub(crate) fn encode_day_files(
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+    row_group_rows: usize,
+    zstd_level: i32,
+) -> Result<Vec<EncodedDay>> {
+    sort_by_day(schema, batches)?
+        .into_iter()
+        .map(|s| {
+            let props = writer_properties(row_group_rows, zstd_level, &s.batch)?;
+            let bytes = write_parquet(&s.batch, props)?;
+            let stats = delta_stats(&s.batch, s.min_time, s.max_time);
+            Ok((s, bytes, stats))
+        })
+        .collect()
+}
+
+/// A Parquet file as a flush writes it, encoded in memory (see [`encode_flush_files`]).
+#[derive(Debug, Clone)]
+pub struct EncodedFile {
+    /// Day partition (`YYYY-MM-DD`).
+    pub day: String,
+    /// Rows in the file.
+    pub rows: usize,
+    /// The Parquet file.
+    pub bytes: Bytes,
+}
+
+/// Encodes rows of one table exactly as [`crate::Lake::flush`] does before it stores them:
+/// sorted by day, tags and time, one zstd Parquet file per day partition with the lake's
+/// writer settings (`row_group_rows` rows per row group, zstd `zstd_level`; the flush takes
+/// both from [`crate::LakeConfig`]). Nothing is written anywhere: this is the flush without
+/// its object store writes and Delta commit, for benchmarks and tools.
+///
+/// `batches` must all have `schema`, which must have a `time` column of
+/// `Timestamp(Microsecond, "UTC")`; an invalid zstd level is an error.
+pub fn encode_flush_files(
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+    row_group_rows: usize,
+    zstd_level: i32,
+) -> Result<Vec<EncodedFile>> {
+    Ok(
+        encode_day_files(schema, batches, row_group_rows, zstd_level)?
+            .into_iter()
+            .map(|(slice, bytes, _)| EncodedFile {
+                rows: slice.batch.num_rows(),
+                day: slice.day,
+                bytes,
+            })
+            .collect(),
+    )
+}
+
 /// Reads a whole Parquet file held in memory.
 pub(crate) fn read_parquet(data: Bytes) -> Result<Vec<RecordBatch>> {
     let reader = ParquetRecordBatchReaderBuilder::try_new(data)?
@@ -293,6 +352,28 @@ mod tests {
         assert_eq!(v.values().to_vec(), vec![4.0, 5.0, 2.0]);
         assert_eq!((slices[0].min_time, slices[0].max_time), (1, 3));
         assert_eq!(slices[1].batch.num_rows(), 2);
+    }
+
+    #[test]
+    fn flush_files_are_sorted_zstd_parquet_per_day() {
+        let (schema, batch) = sample();
+        let (first, second) = (batch.slice(0, 2), batch.slice(2, 3));
+        let files = encode_flush_files(&schema, &[first, second], 100_000, 3).unwrap();
+        let days: Vec<(&str, usize)> = files.iter().map(|f| (f.day.as_str(), f.rows)).collect();
+        assert_eq!(days, [("1970-01-01", 3), ("1970-01-02", 2)]);
+        let reader =
+            parquet::file::reader::SerializedFileReader::new(files[0].bytes.clone()).unwrap();
+        let meta = parquet::file::reader::FileReader::metadata(&reader);
+        assert!(matches!(
+            meta.row_group(0).column(0).compression(),
+            Compression::ZSTD(_)
+        ));
+        let back = read_parquet(files[0].bytes.clone()).unwrap();
+        let v = back[0]
+            .column(2)
+            .as_primitive::<arrow::datatypes::Float64Type>();
+        assert_eq!(v.values().to_vec(), vec![4.0, 5.0, 2.0]);
+        assert!(encode_flush_files(&schema, &[batch], 100_000, 99).is_err());
     }
 
     #[test]
