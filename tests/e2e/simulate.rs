@@ -1,5 +1,5 @@
-//! The `simulate` command: live to a server over HTTP, and to Parquet files imported with
-//! `import`.
+//! The `simulate` command: live to a server over HTTP, to Kafka (librdkafka's mock
+//! cluster), to Parquet files imported with `import`, and its checks of the destination.
 
 use crate::server::{TestServer, binary};
 use std::collections::BTreeMap;
@@ -163,4 +163,97 @@ fn simulate_parquet_then_import() {
     let lp = std::fs::read(&a).unwrap();
     assert_eq!(lp, std::fs::read(&b).unwrap());
     assert_eq!(lp.iter().filter(|&&c| c == b'\n').count(), 120);
+}
+
+#[test]
+fn simulate_produces_to_kafka() {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Message;
+
+    let cluster = rdkafka::mocking::MockCluster::new(1).expect("librdkafka's mock cluster");
+    for t in TABLES {
+        cluster.create_topic(&format!("city.{t}"), 1, 1).unwrap();
+    }
+    let brokers = cluster.bootstrap_servers();
+    let (ok, out, err) = run(&[
+        "simulate",
+        "--sensors",
+        "5",
+        "--interval",
+        "3600",
+        "--kafka",
+        &brokers,
+        "--topic",
+        "city.{table}",
+        "--payload",
+        "json",
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("simulated 120 rows"), "{out}");
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("group.id", "e2e")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    consumer.subscribe(&["city.parking"]).unwrap();
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while seen.len() < 24 {
+        assert!(Instant::now() < deadline, "only {} consumed", seen.len());
+        if let Some(m) = consumer.poll(Duration::from_millis(200)) {
+            let m = m.expect("a message");
+            let v: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+            assert_eq!(m.key(), Some(&b"parking-00003"[..]));
+            assert_eq!(v["table"], "parking");
+            seen.push(v["time"].as_str().unwrap().to_string());
+        }
+    }
+    // The sensor's 24 hourly readings of 2026-01-01, each once.
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 24);
+    assert!(seen[0].starts_with("2026-01-01T00:"), "{seen:?}");
+}
+
+#[test]
+fn simulate_destinations_are_checked() {
+    let (ok, _, err) = run(&["simulate", "--sensors", "5"]);
+    assert!(!ok);
+    assert!(err.contains("--out") && err.contains("--mqtt"), "{err}");
+    let (ok, _, err) = run(&[
+        "simulate",
+        "--server",
+        "http://127.0.0.1:9",
+        "--mqtt",
+        "mqtt://127.0.0.1:9",
+    ]);
+    assert!(!ok);
+    assert!(err.contains("cannot be used with"), "{err}");
+    let (ok, _, err) = run(&[
+        "simulate",
+        "--sensors",
+        "1",
+        "--server",
+        "http://127.0.0.1:9",
+        "--topic",
+        "x",
+    ]);
+    assert!(!ok);
+    assert!(
+        err.contains("--topic applies to --mqtt and --kafka only"),
+        "{err}"
+    );
+    let (ok, _, err) = run(&[
+        "simulate",
+        "--sensors",
+        "1",
+        "--mqtt",
+        "mqtt://127.0.0.1:9",
+        "--topic",
+        "ingest/{kind}",
+    ]);
+    assert!(!ok);
+    assert!(err.contains("unknown placeholder {kind}"), "{err}");
 }

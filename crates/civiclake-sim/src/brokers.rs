@@ -48,14 +48,16 @@ pub fn topic_for(template: &str, r: &Reading) -> String {
 
 fn check_template(template: &str, what: &str) -> Result<(), SimError> {
     if template.is_empty() {
-        return Err(SimError::Config(format!("the {what} topic must not be empty")));
+        return Err(SimError::Config(format!(
+            "the {what} topic must not be empty"
+        )));
     }
     let mut rest = template;
     while let Some(i) = rest.find('{') {
         let after = &rest[i + 1..];
-        let end = after.find('}').ok_or_else(|| {
-            SimError::Config(format!("{what} topic '{template}': unclosed '{{'"))
-        })?;
+        let end = after
+            .find('}')
+            .ok_or_else(|| SimError::Config(format!("{what} topic '{template}': unclosed '{{'")))?;
         let name = &after[..end];
         if !matches!(name, "table" | "sensor" | "district") {
             return Err(SimError::Config(format!(
@@ -119,9 +121,8 @@ pub fn parse_mqtt_url(url: &str) -> Result<(String, u16), SimError> {
     let (host, port) = match rest.rsplit_once(':') {
         Some((h, p)) => (
             h,
-            p.parse::<u16>().map_err(|_| {
-                SimError::Config(format!("{url}: '{p}' is not a port number"))
-            })?,
+            p.parse::<u16>()
+                .map_err(|_| SimError::Config(format!("{url}: '{p}' is not a port number")))?,
         ),
         None => (rest, 1883),
     };
@@ -130,7 +131,10 @@ pub fn parse_mqtt_url(url: &str) -> Result<(String, u16), SimError> {
             "{url}: expected mqtt://host:port"
         )));
     }
-    Ok((host.trim_matches(|c| c == '[' || c == ']').to_string(), port))
+    Ok((
+        host.trim_matches(|c| c == '[' || c == ']').to_string(),
+        port,
+    ))
 }
 
 /// Publishes every reading as one MQTT message (QoS 1) in arrival order and waits for the
@@ -452,9 +456,13 @@ mod tests {
         let e = parse_mqtt_url("mqtts://h:8883").unwrap_err().to_string();
         assert!(e.contains("TLS"), "{e}");
         assert!(check_template("ingest/{table}/{sensor}", "MQTT").is_ok());
-        let e = check_template("ingest/{kind}", "MQTT").unwrap_err().to_string();
+        let e = check_template("ingest/{kind}", "MQTT")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("unknown placeholder {kind}"), "{e}");
-        let e = check_template("ingest/{table", "MQTT").unwrap_err().to_string();
+        let e = check_template("ingest/{table", "MQTT")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("unclosed"), "{e}");
     }
 
@@ -466,7 +474,8 @@ mod tests {
         let mut opts = MqttOptions::new("sub", addr.ip().to_string(), addr.port());
         opts.set_keep_alive(Duration::from_secs(30));
         let (sub, mut conn) = Client::new(opts, 100);
-        sub.subscribe("ingest/#", QoS::AtLeastOnce).expect("subscribe");
+        sub.subscribe("ingest/#", QoS::AtLeastOnce)
+            .expect("subscribe");
         let (tx, rx) = std::sync::mpsc::channel::<(String, String)>();
         let (subscribed_tx, subscribed_rx) = std::sync::mpsc::channel::<()>();
         std::thread::spawn(move || {
@@ -520,7 +529,10 @@ mod tests {
             .iter()
             .find(|(topic, _)| topic == "ingest/air/air-00005")
             .expect("a message of air-00005");
-        assert!(air.1.starts_with("air,sensor=air-00005,district="), "{air:?}");
+        assert!(
+            air.1.starts_with("air,sensor=air-00005,district="),
+            "{air:?}"
+        );
     }
 
     #[test]
@@ -568,7 +580,9 @@ mod tests {
             .set("enable.auto.commit", "false")
             .create()
             .expect("consumer");
-        consumer.subscribe(&["sim.air", "sim.noise"]).expect("subscribe");
+        consumer
+            .subscribe(&["sim.air", "sim.noise"])
+            .expect("subscribe");
         let mut per_sensor: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let want = city
             .rows_per_table()
