@@ -137,11 +137,18 @@ impl Ctx {
             );
             let started = Instant::now();
             let (mut flushes, mut compactions) = (0, 0);
-            for (i, part) in self.data.lp.chunks(per_chunk.max(1)).enumerate() {
+            let parts: Vec<&[client::Request]> = self.data.lp.chunks(per_chunk.max(1)).collect();
+            let last = parts.len();
+            for (i, part) in parts.into_iter().enumerate() {
                 client::post_all(&server.url, part, self.settings.clients, None)?;
                 server.flush()?;
                 flushes += 1;
-                if self.settings.compact_every > 0 && (i + 1) % self.settings.compact_every == 0 {
+                // No compaction after the last part: the newest files stay small, as they
+                // are between two compactions of a streaming day.
+                if self.settings.compact_every > 0
+                    && (i + 1) % self.settings.compact_every == 0
+                    && i + 1 < last
+                {
                     server.compact()?;
                     compactions += 1;
                 }
@@ -189,6 +196,14 @@ impl Ctx {
             .collect())
     }
 
+    /// Requests of the next day's readings for the writes that run under the measurements:
+    /// about ten requests a second at `live_rate`, so the rate is kept smoothly.
+    pub(crate) fn live_requests(&self) -> Result<Vec<client::Request>, String> {
+        let batch =
+            ((self.settings.live_rate / 10.0).ceil() as usize).clamp(100, self.settings.batch);
+        Ok(self.data.next_day(batch)?.lp)
+    }
+
     /// The Python of the venv with duckdb, pyarrow and deltalake (created and installed on
     /// first use).
     pub(crate) fn python(&mut self) -> Result<PathBuf, String> {
@@ -230,6 +245,8 @@ impl Ctx {
         let work = fresh_dir(&format!("duckdb-{command}"))?;
         let out = work.join("out.json");
         let mut cmd = Command::new(python);
+        // The script's progress goes to stderr with the harness's: stdout is the report.
+        cmd.stdout(std::io::stderr());
         cmd.arg(Self::benches_dir().join("duckdb_side.py"))
             .arg(command)
             .args(args)

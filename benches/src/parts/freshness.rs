@@ -21,7 +21,7 @@ impl Part for Freshness {
     fn run(&self, ctx: &mut Ctx) -> Result<Section, String> {
         let samples = ctx.settings.freshness_samples.max(1);
         let rate = ctx.settings.live_rate;
-        let live = Arc::new(ctx.data.next_day(ctx.settings.batch)?.lp);
+        let live = Arc::new(ctx.live_requests()?);
         let lake = ctx.lake()?;
         let http = reqwest::blocking::Client::builder()
             .timeout(Duration::from_secs(60))

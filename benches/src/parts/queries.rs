@@ -187,7 +187,7 @@ impl Part for UnderIngest {
         let repeat = ctx.settings.repeat;
         let rate = ctx.settings.live_rate;
         eprintln!("[queries-live] generating the next day's rows to stream...");
-        let live = Arc::new(ctx.data.next_day(ctx.settings.batch)?.lp);
+        let live = Arc::new(ctx.live_requests()?);
         let lake = ctx.lake()?;
         let stream = Stream::start(&lake.server.url, live, rate)?;
         std::thread::sleep(Duration::from_secs(2));

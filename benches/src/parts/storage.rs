@@ -84,14 +84,15 @@ impl Part for Storage {
         }
         let per = |b: u64| b as f64 / all_rows as f64;
         md.push_str(&format!(
-            "| **all** | {all_rows} | **{:.2}** | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} | |\n\nCompaction before measuring: {}. Total: civiclake {}, line protocol {}, DuckDB {}, pyarrow {}.\n\n<details><summary>Per column (compressed bytes of the column chunks)</summary>\n\n{columns_md}</details>\n",
+            "| **all** | {all_rows} | **{:.2}** | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} | |\n\nCompaction before measuring: {} files merged into {}. Total: civiclake {}, line protocol {}, DuckDB {}, pyarrow {}.\n\n<details><summary>Per column (compressed bytes of the column chunks)</summary>\n\n{columns_md}</details>\n",
             per(all_lake),
             per(all_lp),
             per(all_duck),
             per(all_ref),
             all_lake as f64 / all_duck as f64,
             all_lake as f64 / all_ref as f64,
-            compacted,
+            compacted["files_removed"],
+            compacted["files_added"],
             bytes(all_lake),
             bytes(all_lp),
             bytes(all_duck),

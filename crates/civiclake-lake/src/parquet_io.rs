@@ -103,15 +103,16 @@ pub(crate) fn sort_by_day(schema: &SchemaRef, batches: &[RecordBatch]) -> Result
     Ok(out)
 }
 
-/// Whether a float column has many distinct values (measured on a sample): then
-/// BYTE_STREAM_SPLIT + zstd stores it far smaller than a dictionary (4.7 vs 6.8 bytes a row
-/// for full-precision random walks); sensor readings at a fixed resolution repeat values
-/// and keep the dictionary.
+/// Values of a float column's sample: the encodings are tried on this many.
+const FLOAT_SAMPLE: usize = 32_768;
+
+/// Whether a float column has many distinct values (measured on a sample). Columns with few
+/// (readings at a coarse resolution, status-like values) keep the dictionary without a trial.
 fn mostly_distinct(column: &dyn Array) -> bool {
     let Some(values) = column.as_primitive_opt::<arrow::datatypes::Float64Type>() else {
         return false;
     };
-    let sample = values.len().min(65_536);
+    let sample = values.len().min(FLOAT_SAMPLE);
     if sample < 1024 {
         return false;
     }
@@ -122,9 +123,50 @@ fn mostly_distinct(column: &dyn Array) -> bool {
     distinct.len() * 10 > sample
 }
 
+/// Bytes of a sample of `column` written as zstd Parquet, with a dictionary or with
+/// BYTE_STREAM_SPLIT.
+fn sample_size(column: &dyn Array, level: ZstdLevel, byte_stream_split: bool) -> Option<usize> {
+    let sample = column.slice(0, column.len().min(FLOAT_SAMPLE));
+    let schema = Arc::new(arrow::datatypes::Schema::new(vec![
+        arrow::datatypes::Field::new("v", DataType::Float64, true),
+    ]));
+    let batch = RecordBatch::try_new(schema.clone(), vec![sample]).ok()?;
+    let mut props = WriterProperties::builder().set_compression(Compression::ZSTD(level));
+    if byte_stream_split {
+        props = props
+            .set_dictionary_enabled(false)
+            .set_encoding(Encoding::BYTE_STREAM_SPLIT);
+    }
+    let mut buf = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut buf, schema, Some(props.build())).ok()?;
+    writer.write(&batch).ok()?;
+    writer.close().ok()?;
+    Some(buf.len())
+}
+
+/// Whether BYTE_STREAM_SPLIT stores a float column smaller than a dictionary. Both are
+/// tried on a sample (the first rows, in the file's sort order) when the column has many
+/// distinct values: full-precision random walks go far smaller split into byte streams
+/// (4.7 vs 6.8 bytes a row measured here), while readings with a fixed number of decimals
+/// repeat values within a series and stay smaller as a dictionary (2.7 vs 4.8 bytes a row
+/// for two-decimal simulated readings).
+fn byte_stream_split_is_smaller(column: &dyn Array, level: ZstdLevel) -> bool {
+    if !mostly_distinct(column) {
+        return false;
+    }
+    match (
+        sample_size(column, level, false),
+        sample_size(column, level, true),
+    ) {
+        (Some(dictionary), Some(split)) => split < dictionary,
+        (None, Some(_)) => true,
+        _ => false,
+    }
+}
+
 /// Parquet writer settings of the lake for `batch`: zstd, row groups of `row_group_rows`,
-/// page statistics (page index) for pruning, delta encoding for time, byte-stream-split for
-/// float columns with mostly distinct values.
+/// page statistics (page index) for pruning, delta encoding for time, and for each float
+/// column a dictionary or BYTE_STREAM_SPLIT, whichever stores a sample of it smaller.
 pub(crate) fn writer_properties(
     row_group_rows: usize,
     zstd_level: i32,
@@ -139,7 +181,9 @@ pub(crate) fn writer_properties(
         .set_column_encoding(ColumnPath::from(TIME_COLUMN), Encoding::DELTA_BINARY_PACKED)
         .set_created_by(format!("civiclake {}", env!("CARGO_PKG_VERSION")));
     for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
-        if field.data_type() == &DataType::Float64 && mostly_distinct(column.as_ref()) {
+        if field.data_type() == &DataType::Float64
+            && byte_stream_split_is_smaller(column.as_ref(), level)
+        {
             let path = ColumnPath::from(field.name().as_str());
             builder = builder
                 .set_column_dictionary_enabled(path.clone(), false)
@@ -390,12 +434,26 @@ mod tests {
     }
 
     #[test]
-    fn distinct_floats_use_byte_stream_split_and_repeated_ones_a_dictionary() {
+    fn float_encodings_are_chosen_by_the_size_of_a_sample() {
         let noisy =
             Float64Array::from_iter_values((0..5000).map(|i| (i as f64 * 0.7311).sin() * 1e3));
         let steps = Float64Array::from_iter_values((0..5000).map(|i| (i % 20) as f64 / 10.0));
+        // A random walk with two decimals, as sensors report: many distinct values over the
+        // sample, but a dictionary still stores it smaller than split byte streams.
+        let mut x = 50.0f64;
+        let mut seed = 7u64;
+        let walk = Float64Array::from_iter_values((0..20_000).map(|_| {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            x = (x + ((seed >> 33) % 201) as f64 / 100.0 - 1.0).clamp(0.0, 100.0);
+            (x * 100.0).round() / 100.0
+        }));
         assert!(mostly_distinct(&noisy));
         assert!(!mostly_distinct(&steps));
+        assert!(mostly_distinct(&walk));
+        let level = ZstdLevel::try_new(3).unwrap();
+        assert!(byte_stream_split_is_smaller(&noisy, level));
+        assert!(!byte_stream_split_is_smaller(&steps, level));
+        assert!(!byte_stream_split_is_smaller(&walk, level));
         let schema = Arc::new(Schema::new(vec![
             field_column("a", DataType::Float64),
             field_column("b", DataType::Float64),
