@@ -168,13 +168,12 @@ fn simulate(city: &City, args: &SimulateArgs) -> Result<(), String> {
             &mut progress,
         )
     } else if let Some(url) = &args.mqtt {
-        let credentials = match &args.mqtt_username {
-            Some(user) => Some((
+        let credentials = args.mqtt_username.as_ref().map(|user| {
+            (
                 user.clone(),
                 std::env::var("CIVICLAKE_MQTT_PASSWORD").unwrap_or_default(),
-            )),
-            None => None,
-        };
+            )
+        });
         publish_mqtt(
             city,
             &MqttTarget {
