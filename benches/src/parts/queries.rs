@@ -25,8 +25,11 @@ fn timed(server: &Civiclake, q: &Query) -> Result<(f64, usize), String> {
     Ok((t.elapsed().as_secs_f64() * 1e3, rows))
 }
 
+/// p50 ms, p95 ms and rows of a query's hot runs.
+type Hot = (f64, f64, usize);
+
 /// One warm-up run, then `repeat` timed runs: (p50, p95, rows).
-fn hot(server: &Civiclake, q: &Query, repeat: usize) -> Result<(f64, f64, usize), String> {
+fn hot(server: &Civiclake, q: &Query, repeat: usize) -> Result<Hot, String> {
     let (_, rows) = timed(server, q)?;
     let mut times = Vec::with_capacity(repeat);
     for _ in 0..repeat.max(1) {
@@ -39,6 +42,16 @@ fn hot(server: &Civiclake, q: &Query, repeat: usize) -> Result<(f64, f64, usize)
 fn drop_page_cache() -> bool {
     let _ = std::process::Command::new("sync").status();
     std::fs::write("/proc/sys/vm/drop_caches", "3").is_ok()
+}
+
+/// The first line of an error, at most 160 characters, for a table cell.
+fn short(e: &str) -> String {
+    let line = e.lines().next().unwrap_or_default().replace('|', "/");
+    if line.chars().count() > 160 {
+        format!("{}…", line.chars().take(160).collect::<String>())
+    } else {
+        line
+    }
 }
 
 fn ms(v: &Value) -> f64 {
@@ -59,20 +72,35 @@ impl Part for Idle {
         let lake = ctx.lake()?;
         let description = lake.description.clone();
         let lake_json = lake.json.clone();
+        // A query that fails (a limit reached, say) is reported as failed, not fatal.
         let mut results: BTreeMap<String, (f64, f64, f64, usize)> = BTreeMap::new();
+        let mut failures: BTreeMap<String, String> = BTreeMap::new();
         eprintln!("[queries] hot runs...");
         for q in &queries {
-            let (p50, p95, rows) = hot(&lake.server, q, repeat)?;
-            results.insert(q.name.clone(), (f64::NAN, p50, p95, rows));
+            match hot(&lake.server, q, repeat) {
+                Ok((p50, p95, rows)) => {
+                    results.insert(q.name.clone(), (f64::NAN, p50, p95, rows));
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    failures.insert(q.name.clone(), e);
+                }
+            }
         }
         eprintln!("[queries] cold runs (a restart before each)...");
         let mut dropped_cache = true;
         for q in &queries {
             lake.server.restart()?;
             dropped_cache &= drop_page_cache();
-            let (cold, _) = timed(&lake.server, q)?;
-            if let Some(r) = results.get_mut(&q.name) {
-                r.0 = cold;
+            match timed(&lake.server, q) {
+                Ok((cold, _)) => {
+                    if let Some(r) = results.get_mut(&q.name) {
+                        r.0 = cold;
+                    }
+                }
+                Err(e) => {
+                    failures.entry(q.name.clone()).or_insert(e);
+                }
             }
         }
         let rss_server = lake.server.peak_rss();
@@ -108,6 +136,13 @@ impl Part for Idle {
         let mut mismatches = Vec::new();
         for q in &queries {
             let Some(&(cold, p50, p95, rows)) = results.get(&q.name) else {
+                let why = failures.get(&q.name).cloned().unwrap_or_default();
+                md.push_str(&format!(
+                    "| {} | failed: {} | | | | | | |\n",
+                    q.name,
+                    short(&why)
+                ));
+                json_queries.insert(q.name.clone(), json!({"error": why}));
                 continue;
             };
             ctx.idle_p50_ms.insert(q.name.clone(), p50);
@@ -153,6 +188,17 @@ impl Part for Idle {
             "| **geometric mean** | | | | | | **{gn:.2}** | **{gp:.2}** |\n\nTarget: geometric mean ratio vs DuckDB native ≤ 1 — {}.\n",
             if gn <= 1.0 { "met" } else { "not met" }
         ));
+        if !failures.is_empty() {
+            md.push_str(&format!(
+                "\n**Failed on civiclake ({}), left out of the means:** {}\n",
+                failures.len(),
+                failures
+                    .iter()
+                    .map(|(n, e)| format!("{n}: {e}"))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ));
+        }
         if !mismatches.is_empty() {
             md.push_str(&format!(
                 "\n**Row counts differ from DuckDB's for: {}** (see the correctness check in `.ci/run`).\n",
@@ -170,6 +216,7 @@ impl Part for Idle {
                 "geomean_ratio_vs_native": gn,
                 "geomean_ratio_vs_parquet": gp,
                 "row_count_mismatches": mismatches,
+                "failures": failures,
             }),
         })
     }
@@ -191,13 +238,11 @@ impl Part for UnderIngest {
         let lake = ctx.lake()?;
         let stream = Stream::start(&lake.server.url, live, rate)?;
         std::thread::sleep(Duration::from_secs(2));
-        let mut measured = Vec::new();
-        let run = queries
+        let measured: Vec<(String, Result<Hot, String>)> = queries
             .iter()
-            .map(|q| hot(&lake.server, q, repeat).map(|r| (q.name.clone(), r)))
-            .collect::<Result<Vec<_>, String>>();
+            .map(|q| (q.name.clone(), hot(&lake.server, q, repeat)))
+            .collect();
         let (sent, kept) = stream.stop()?;
-        measured.extend(run?);
         let rss = lake.server.peak_rss();
         ctx.peak_rss
             .entry(self.name().into())
@@ -208,7 +253,15 @@ impl Part for UnderIngest {
         );
         let mut json_q = serde_json::Map::new();
         let mut slowdowns = Vec::new();
-        for (name, (p50, p95, _)) in &measured {
+        for (name, outcome) in &measured {
+            let (p50, p95) = match outcome {
+                Ok((p50, p95, _)) => (*p50, *p95),
+                Err(e) => {
+                    md.push_str(&format!("| {name} | | failed: {} | |\n", short(e)));
+                    json_q.insert(name.clone(), json!({"error": e}));
+                    continue;
+                }
+            };
             let idle = ctx.idle_p50_ms.get(name).copied().unwrap_or(f64::NAN);
             let slow = p50 / idle;
             slowdowns.push(slow);
