@@ -81,33 +81,18 @@ impl Civiclake {
 
     /// POSTs JSON and parses the JSON answer; a non-2xx answer is an error with its body.
     pub(crate) fn post_json(&self, path: &str, body: &Value) -> Result<Value, String> {
-        let r = self
-            .http
-            .post(format!("{}{path}", self.url))
-            .json(body)
-            .send()
-            .map_err(|e| format!("{path}: {e}"))?;
-        let status = r.status();
-        let text = r.text().map_err(|e| e.to_string())?;
-        if !status.is_success() {
-            return Err(format!("{path}: {status}: {text}"));
-        }
-        serde_json::from_str(&text).map_err(|e| format!("{path}: {e}: {text}"))
+        json_answer(
+            path,
+            self.http
+                .post(format!("{}{path}", self.url))
+                .json(body)
+                .send(),
+        )
     }
 
     /// GETs JSON.
     pub(crate) fn get_json(&self, path: &str) -> Result<Value, String> {
-        let r = self
-            .http
-            .get(format!("{}{path}", self.url))
-            .send()
-            .map_err(|e| format!("{path}: {e}"))?;
-        let status = r.status();
-        let text = r.text().map_err(|e| e.to_string())?;
-        if !status.is_success() {
-            return Err(format!("{path}: {status}: {text}"));
-        }
-        serde_json::from_str(&text).map_err(|e| format!("{path}: {e}: {text}"))
+        json_answer(path, self.http.get(format!("{}{path}", self.url)).send())
     }
 
     /// Runs a query, fetching the result as an Arrow IPC stream (the cheapest encoding, so
@@ -161,6 +146,20 @@ impl Drop for Civiclake {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The JSON of a 2xx answer; any other answer is an error with its body.
+fn json_answer(
+    path: &str,
+    sent: reqwest::Result<reqwest::blocking::Response>,
+) -> Result<Value, String> {
+    let r = sent.map_err(|e| format!("{path}: {e}"))?;
+    let status = r.status();
+    let text = r.text().map_err(|e| e.to_string())?;
+    if !status.is_success() {
+        return Err(format!("{path}: {status}: {text}"));
+    }
+    serde_json::from_str(&text).map_err(|e| format!("{path}: {e}: {text}"))
 }
 
 fn spawn(bin: &Path, data: &Path) -> Result<(Child, String), String> {
