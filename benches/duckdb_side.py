@@ -430,16 +430,7 @@ def read_plain(files: list[str]) -> pa.Table:
 
 
 def native_bytes(path: Path, table: str, files: list[str]) -> int:
-    remove_database(path)
-    conn = duck_connect(str(path))
-    try:
-        order = ", ".join(f'"{c}"' for c in SORT_COLUMNS)
-        conn.execute(
-            f'CREATE TABLE "{table}" AS SELECT * FROM {read_parquet_sql(files)} ORDER BY {order}'
-        )
-        conn.execute("CHECKPOINT")
-    finally:
-        conn.close()
+    load_native(path, {table: files})
     size = path.stat().st_size
     wal = Path(str(path) + ".wal")
     if wal.exists():
