@@ -15,11 +15,13 @@
 //! [`RowPredicate`] is the storable row condition of deletes by predicate (retention, GDPR).
 //! Modules see the core through the [`Platform`] trait: their events ([`EventEnvelope`],
 //! [`Upcasters`]), SQL answers ([`QueryBatches`]) and topics ([`Topic`], [`TopicRouter`],
-//! [`CloudEvent`]); [`ModuleRegistry`] says which module owns which tables.
+//! [`CloudEvent`]); [`ModuleRegistry`] says which module owns which tables. Message sources
+//! (MQTT, Kafka) hand what they receive to a [`MessageSink`] before they acknowledge it.
 
 mod cloudevent;
 mod error;
 pub mod events;
+mod ingest;
 mod module;
 mod platform;
 mod predicate;
@@ -33,6 +35,7 @@ pub use events::{
     EventEnvelope, EventError, ExpectedVersion, NewEvent, UpcastFn, Upcasters, VersionConflict,
     events_schema,
 };
+pub use ingest::{DeliveryReport, InboundMessage, IngestError, MessageSink, SourceKind};
 pub use module::{Module, ModuleError, ModuleRegistry, SHIPPED_MODULES};
 pub use platform::{
     MODULE_PUBLISH_NAMESPACES, Platform, PlatformError, QueryBatches, check_module_topic,
