@@ -27,6 +27,9 @@ pub enum Error {
     /// The table name given in the options is invalid.
     #[error("{0}")]
     InvalidTable(String),
+    /// An unknown payload format name.
+    #[error("{0}")]
+    UnknownFormat(String),
     /// An unknown timestamp precision.
     #[error("invalid precision {0:?}: use one of ns, n, us, u, ms, s")]
     InvalidPrecision(String),

@@ -6,6 +6,7 @@
 //! * [`decode_line_protocol`], [`decode_json`], [`decode_ndjson`] and [`decode_arrow_ipc`]
 //!   decode HTTP payloads; rows that cannot be stored are reported as [`RowError`]s and,
 //!   unless [`DecodeOptions::accept_partial`] is set, reject the whole payload.
+//! * [`decode_payload`] decodes a broker message's payload in a [`PayloadFormat`].
 //! * [`normalize_batch`] brings any Arrow batch to the conventions.
 //! * [`read_file`] streams CSV, Parquet, NDJSON and line protocol files for the importer.
 //!
@@ -17,6 +18,7 @@ mod arrow_ipc;
 mod builder;
 mod error;
 mod file;
+mod format;
 mod json;
 mod line_protocol;
 mod normalize;
@@ -27,6 +29,7 @@ mod types;
 pub use arrow_ipc::decode_arrow_ipc;
 pub use error::{Error, Result};
 pub use file::{FileFormat, ImportStats, read_file};
+pub use format::{PayloadFormat, decode_payload, detect_format};
 pub use json::{decode_json, decode_ndjson};
 pub use line_protocol::decode_line_protocol;
 pub use normalize::normalize_batch;
