@@ -25,6 +25,7 @@ pub struct ApiError {
     message: String,
     errors: Vec<RowError>,
     status: Option<StatusCode>,
+    retry_after_secs: Option<u64>,
 }
 
 impl ApiError {
@@ -35,7 +36,14 @@ impl ApiError {
             message: message.into(),
             errors: Vec::new(),
             status: None,
+            retry_after_secs: None,
         }
+    }
+
+    /// Adds a `Retry-After` header (seconds) to the answer.
+    pub fn with_retry_after(mut self, secs: u64) -> Self {
+        self.retry_after_secs = Some(secs.max(1));
+        self
     }
 
     /// A 400 error.
@@ -97,9 +105,16 @@ impl IntoResponse for ApiError {
             axum::http::header::WWW_AUTHENTICATE,
             "Bearer realm=\"civiclake\"",
         )]);
+        let retry = self.retry_after_secs.map(|secs| {
+            [(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(secs),
+            )]
+        });
         (
             status,
             challenge,
+            retry,
             Json(ErrorBody {
                 error: self.message,
                 errors: self.errors,
@@ -111,7 +126,15 @@ impl IntoResponse for ApiError {
 
 impl From<civiclake_lake::Error> for ApiError {
     fn from(e: civiclake_lake::Error) -> Self {
-        Self::new(e.class(), e.to_string())
+        let retry = match &e {
+            civiclake_lake::Error::Saturated { retry_after, .. } => Some(retry_after.as_secs()),
+            _ => None,
+        };
+        let error = Self::new(e.class(), e.to_string());
+        match retry {
+            Some(secs) => error.with_retry_after(secs),
+            None => error,
+        }
     }
 }
 

@@ -16,7 +16,7 @@ mod write;
 
 pub use auth::{Auth, Caller, MaybeCaller};
 pub use error::{ApiError, ErrorBody};
-pub use metrics::ApiMetrics;
+pub use metrics::{ApiMetrics, MetricsSource};
 pub use query::{OutputFormat, encode};
 
 use axum::Json;
@@ -44,6 +44,8 @@ pub struct AppState {
     pub started: Instant,
     /// Access control.
     pub auth: Auth,
+    /// Metrics of other parts of the server, appended to `/metrics`.
+    pub metric_sources: Vec<Arc<dyn MetricsSource>>,
 }
 
 /// Settings of the HTTP layer.

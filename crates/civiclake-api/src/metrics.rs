@@ -53,6 +53,13 @@ impl Histogram {
     }
 }
 
+/// Metrics kept outside the API (the ingest service, the MQTT broker), appended to
+/// `/metrics` in the Prometheus text format.
+pub trait MetricsSource: Send + Sync + std::fmt::Debug {
+    /// Appends this source's metric families (with `# HELP` and `# TYPE` lines) to `out`.
+    fn render(&self, out: &mut String);
+}
+
 /// Metrics kept by the API handlers.
 #[derive(Debug, Default)]
 pub struct ApiMetrics {

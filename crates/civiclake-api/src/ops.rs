@@ -49,7 +49,13 @@ pub(crate) async fn metrics(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        crate::metrics::render(&state.metrics, &state.lake),
+        {
+            let mut out = crate::metrics::render(&state.metrics, &state.lake);
+            for source in &state.metric_sources {
+                source.render(&mut out);
+            }
+            out
+        },
     ))
 }
 

@@ -17,6 +17,12 @@ pub struct LakeConfig {
     pub flush_max_age: Duration,
     /// Buffered rows are flushed to Delta once there are this many.
     pub flush_max_rows: usize,
+    /// Writes are refused with [`crate::Error::Saturated`] (HTTP 503 with Retry-After; MQTT
+    /// and Kafka consumption pause) while more rows than this wait in memory for a flush.
+    pub max_buffered_rows: usize,
+    /// Writes are refused with [`crate::Error::Saturated`] while the WAL holds more bytes
+    /// than this (flushes are failing or behind).
+    pub max_wal_bytes: u64,
     /// Rows per Parquet row group.
     pub row_group_rows: usize,
     /// zstd level of Parquet pages.
@@ -41,6 +47,8 @@ impl LakeConfig {
             wal_segment_bytes: 64 << 20,
             flush_max_age: Duration::from_secs(300),
             flush_max_rows: 4_000_000,
+            max_buffered_rows: 12_000_000,
+            max_wal_bytes: 4 << 30,
             row_group_rows: 100_000,
             zstd_level: 3,
             compaction_min_files: 4,

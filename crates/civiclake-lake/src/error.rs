@@ -37,6 +37,15 @@ pub enum Error {
     /// Another process holds the data directory.
     #[error("data directory {0} is in use by another civiclake process")]
     Locked(String),
+    /// Too much waits for a flush (rows in memory, or WAL bytes): the writer should slow
+    /// down and retry after `retry_after`.
+    #[error("ingest is saturated: {reason}; retry in {}s", retry_after.as_secs().max(1))]
+    Saturated {
+        /// What is over its limit.
+        reason: String,
+        /// A suggested delay before retrying.
+        retry_after: std::time::Duration,
+    },
     /// The lake is shutting down and accepts no more writes.
     #[error("the lake is shutting down")]
     ShuttingDown,
@@ -82,7 +91,9 @@ impl Error {
             | Error::InvalidPredicate { .. } => ErrorClass::User,
             Error::TableNotFound(_) => ErrorClass::NotFound,
             Error::ReadOnly => ErrorClass::User,
-            Error::Locked(_) | Error::ShuttingDown => ErrorClass::Unavailable,
+            Error::Locked(_) | Error::ShuttingDown | Error::Saturated { .. } => {
+                ErrorClass::Unavailable
+            }
             Error::Io { .. } | Error::ObjectStore(_) => ErrorClass::Unavailable,
             _ => ErrorClass::Internal,
         }

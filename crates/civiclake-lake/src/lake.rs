@@ -277,6 +277,33 @@ impl Lake {
         Ok(self.apply(changes).await?.rows_written)
     }
 
+    /// `Err(Saturated)` while more rows wait for a flush than `max_buffered_rows`, or the WAL
+    /// is over `max_wal_bytes`; the background flush is what brings both down again.
+    pub fn check_saturation(&self) -> Result<()> {
+        let retry_after = std::time::Duration::from_secs(1);
+        let rows = self.buffered_rows();
+        if rows > self.config.max_buffered_rows {
+            return Err(Error::Saturated {
+                reason: format!(
+                    "{rows} rows wait for a flush to Delta (limit {})",
+                    self.config.max_buffered_rows
+                ),
+                retry_after,
+            });
+        }
+        let wal = self.wal.as_ref().map_or(0, Wal::bytes);
+        if wal > self.config.max_wal_bytes {
+            return Err(Error::Saturated {
+                reason: format!(
+                    "the WAL holds {wal} bytes not yet flushed to Delta (limit {})",
+                    self.config.max_wal_bytes
+                ),
+                retry_after,
+            });
+        }
+        Ok(())
+    }
+
     /// Rows in memory not yet in Delta.
     pub fn buffered_rows(&self) -> usize {
         self.tables().iter().map(|t| t.buffered_rows()).sum()
@@ -791,6 +818,37 @@ mod tests {
         // The 150 flushed rows come from Delta only; the 7 unflushed ones from the WAL.
         assert_eq!(rows(&lake, "air"), (7, 150));
         assert_eq!(lake.metrics().rows_replayed.load(Ordering::Relaxed), 7);
+        lake.shutdown().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn writes_are_refused_while_too_much_waits_for_a_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = LakeConfig::new(dir.path());
+        config.max_buffered_rows = 100;
+        let lake = Lake::open(config, OpenMode::ReadWrite).await.unwrap();
+        lake.write(vec![("air".into(), batch("s1", 0, 150))])
+            .await
+            .unwrap();
+        let err = lake
+            .write(vec![("air".into(), batch("s2", 1_000, 1))])
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::Saturated { retry_after, .. } if *retry_after == Duration::from_secs(1)),
+            "{err}"
+        );
+        assert_eq!(err.class(), civiclake_core::ErrorClass::Unavailable);
+        assert!(
+            err.to_string().contains("150 rows wait for a flush"),
+            "{err}"
+        );
+        assert_eq!(rows(&lake, "air"), (150, 0));
+        lake.flush().await.unwrap();
+        lake.write(vec![("air".into(), batch("s2", 1_000, 1))])
+            .await
+            .unwrap();
+        assert_eq!(rows(&lake, "air"), (1, 150));
         lake.shutdown().await.unwrap();
     }
 

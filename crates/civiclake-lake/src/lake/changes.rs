@@ -399,6 +399,7 @@ impl Lake {
         if self.shutting_down.load(Ordering::Acquire) {
             return Err(Error::ShuttingDown);
         }
+        self.check_saturation()?;
         let mut entries = Vec::with_capacity(changes.len());
         let mut ops = Vec::with_capacity(changes.len());
         for change in changes {
