@@ -184,6 +184,50 @@ mod tests {
     }
 
     #[test]
+    fn odd_payloads_never_panic() {
+        let deep = format!("{}{}", "[".repeat(300), "]".repeat(300));
+        let bodies: Vec<&[u8]> = vec![
+            b"",
+            b"\xff\xfe",
+            b"null",
+            b"[]",
+            b"{}",
+            b"[{}]",
+            b"[null, 1, \"x\", [], {}]",
+            br#"[{"bn":1e308,"bt":1e308,"t":1e308,"v":1e308,"s":-1e308}]"#,
+            br#"[{"bn":"a","bt":-1e300,"v":1},{"t":-9.3e12,"v":1},{"bver":-1,"n":"a","v":1}]"#,
+            br#"{"type":"Notification","data":[{"id":"x","type":[],"a":{"type":"GeoProperty","value":{"type":"Point","coordinates":[]}}}]}"#,
+            br#"{"id":"x","type":"T","a":{"@value":{"@value":null}},"b":{"type":"GeoProperty","value":"POINT(1 2)"},"":1}"#,
+            br#"[{"specversion":"1.0","id":"1","source":"/","type":"t","data_base64":7,"time":"99999-01-01T00:00:00Z"}]"#,
+            br#"{"device_id":"d","points":[{"lat":1e308,"lon":-1e308,"time":9.2e18},{"lat":0,"lon":0,"time":-9223372036854775808}]}"#,
+            deep.as_bytes(),
+        ];
+        let mut opts = DecodeOptions {
+            table: Some("t".into()),
+            now_micros: i64::MAX - 1,
+            accept_partial: true,
+            ..DecodeOptions::default()
+        };
+        opts.pseudonymiser = Some(std::sync::Arc::new(
+            crate::Pseudonymiser::new(vec![1; 16], crate::Rotation::Daily).unwrap(),
+        ));
+        for format in PayloadFormat::ALL {
+            for body in &bodies {
+                let _ = decode_payload(format, body, &opts, &());
+                let _ = decode_payload(
+                    format,
+                    body,
+                    &DecodeOptions {
+                        now_micros: i64::MIN,
+                        ..opts.clone()
+                    },
+                    &(),
+                );
+            }
+        }
+    }
+
+    #[test]
     fn senml_is_detected_conservatively() {
         let senml: [&[u8]; 4] = [
             br#"[{"n":"urn:dev:ow:10e2073a01080063","u":"Cel","v":23.1}]"#,
