@@ -47,6 +47,7 @@ impl CivicLake {
             precision: Precision::Nanosecond,
             now_micros: 0,
             accept_partial: false,
+            pseudonymiser: None,
         };
         let lookup = LakeSchemas(&self.lake);
         let decoded = civiclake_ingest::decode_line_protocol(body.as_bytes(), &opts, &lookup)

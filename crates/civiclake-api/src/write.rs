@@ -216,6 +216,7 @@ pub(crate) async fn write(
         precision: precision(params.precision.as_deref())?,
         now_micros: now_micros(),
         accept_partial: params.accept_partial,
+        pseudonymiser: None,
     };
     ingest(&state, &caller, &headers, body, opts).await
 }
@@ -253,6 +254,7 @@ pub(crate) async fn influx_write(
         precision: precision(p)?,
         now_micros: now_micros(),
         accept_partial: false,
+        pseudonymiser: None,
     };
     ingest(&state, &caller, &HeaderMap::new(), body, opts).await
 }

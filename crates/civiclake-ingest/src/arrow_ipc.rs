@@ -72,6 +72,7 @@ mod tests {
             precision: Precision::Nanosecond,
             now_micros: 0,
             accept_partial: false,
+            pseudonymiser: None,
         }
     }
 

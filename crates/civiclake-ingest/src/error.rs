@@ -36,6 +36,19 @@ pub enum Error {
     /// The JSON payload cannot be parsed at all, or its top level is not an object or array.
     #[error("invalid JSON: {0}")]
     Json(String),
+    /// A payload of a broker message format (SenML, NGSI-LD, CloudEvents, phone locations)
+    /// does not have the structure of its format.
+    #[error("invalid {format} payload: {message}")]
+    Payload {
+        /// The payload format, e.g. `SenML`.
+        format: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// The server is not configured for this payload format (e.g. phone locations without a
+    /// pseudonymisation key): nothing the sender can fix.
+    #[error("{0}")]
+    Config(String),
     /// The Arrow IPC stream cannot be read.
     #[error("invalid Arrow IPC stream: {0}")]
     ArrowIpc(#[source] arrow::error::ArrowError),
@@ -101,10 +114,10 @@ impl Error {
     }
 
     /// The class of this error: [`ErrorClass::User`] for anything wrong with the payload,
-    /// [`ErrorClass::Internal`] for I/O failures and bugs, the sink's own class for sink errors.
+    /// [`ErrorClass::Internal`] for I/O failures, bugs and server configuration problems, the sink's own class for sink errors.
     pub fn class(&self) -> ErrorClass {
         match self {
-            Error::Io { .. } | Error::Arrow(_) => ErrorClass::Internal,
+            Error::Io { .. } | Error::Arrow(_) | Error::Config(_) => ErrorClass::Internal,
             Error::Sink { class, .. } => *class,
             _ => ErrorClass::User,
         }

@@ -370,6 +370,7 @@ mod tests {
             precision: Precision::Nanosecond,
             now_micros: 42,
             accept_partial: false,
+            pseudonymiser: None,
         }
     }
 

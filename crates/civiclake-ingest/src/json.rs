@@ -125,7 +125,7 @@ fn strip_position(e: &serde_json::Error) -> String {
     }
 }
 
-fn json_kind(value: &Json) -> &'static str {
+pub(crate) fn json_kind(value: &Json) -> &'static str {
     match value {
         Json::Null => "null",
         Json::Bool(_) => "a boolean",
@@ -144,6 +144,28 @@ fn push_object(
     dialect: Dialect,
     opts: &DecodeOptions,
 ) -> Result<(), RowError> {
+    let (entries, time) = object_entries(map, row, opts)?;
+    if entries.is_empty() {
+        return Err(RowError::new(
+            row,
+            0,
+            "the object has no non-null values besides 'time'",
+        ));
+    }
+    builder.push_row(time.unwrap_or(opts.now_micros), &entries, row, dialect)
+}
+
+/// The columns of one JSON object as [`decode_json`] makes them, and its `time` key in
+/// microseconds (`None` when missing or null); the entries may be empty.
+///
+/// Strings are [`Value::Text`] (tags unless the table has a string field of that name),
+/// numbers [`Value::Number`], booleans [`Value::Bool`]; nulls are skipped and nested values
+/// are a row error.
+pub(crate) fn object_entries<'m>(
+    map: &'m Map<String, Json>,
+    row: usize,
+    opts: &DecodeOptions,
+) -> Result<(Vec<Entry<'m>>, Option<i64>), RowError> {
     let mut entries = Vec::with_capacity(map.len());
     let mut time = None;
     for (key, value) in map {
@@ -179,18 +201,11 @@ fn push_object(
             pos: 0,
         });
     }
-    if entries.is_empty() {
-        return Err(RowError::new(
-            row,
-            0,
-            "the object has no non-null values besides 'time'",
-        ));
-    }
-    builder.push_row(time.unwrap_or(opts.now_micros), &entries, row, dialect)
+    Ok((entries, time))
 }
 
 /// The `time` of an object in microseconds; `None` when null.
-fn parse_time(value: &Json, precision: Precision) -> Result<Option<i64>, String> {
+pub(crate) fn parse_time(value: &Json, precision: Precision) -> Result<Option<i64>, String> {
     match value {
         Json::Null => Ok(None),
         Json::String(s) => chrono::DateTime::parse_from_rfc3339(s)
@@ -229,6 +244,7 @@ mod tests {
             precision: Precision::Millisecond,
             now_micros: NOW,
             accept_partial: false,
+            pseudonymiser: None,
         }
     }
 

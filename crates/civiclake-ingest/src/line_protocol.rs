@@ -388,6 +388,7 @@ mod tests {
             precision: Precision::Nanosecond,
             now_micros: NOW,
             accept_partial: false,
+            pseudonymiser: None,
         }
     }
 

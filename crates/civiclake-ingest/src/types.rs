@@ -1,12 +1,14 @@
 //! Options, results and small shared helpers of the decoders.
 
 use crate::error::{Error, Result};
+use crate::phone::Pseudonymiser;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 /// How many row errors a decode keeps (the rest are only counted).
 pub(crate) const MAX_ROW_ERRORS: usize = 100;
@@ -102,16 +104,21 @@ pub struct DecodeOptions {
     /// `false`: any row error rejects the whole payload (all errors found, up to 100, are
     /// still reported); `true`: the good rows are kept and the bad ones reported.
     pub accept_partial: bool,
+    /// Turns device ids into pseudonyms; required by [`crate::PayloadFormat::PhoneLocations`]
+    /// (raw device ids are never stored), unused by the other formats.
+    pub pseudonymiser: Option<Arc<Pseudonymiser>>,
 }
 
 impl Default for DecodeOptions {
-    /// No table, nanosecond precision, the current time as `now_micros`, all-or-nothing.
+    /// No table, nanosecond precision, the current time as `now_micros`, all-or-nothing,
+    /// no pseudonymiser.
     fn default() -> Self {
         DecodeOptions {
             table: None,
             precision: Precision::Nanosecond,
             now_micros: chrono::Utc::now().timestamp_micros(),
             accept_partial: false,
+            pseudonymiser: None,
         }
     }
 }

@@ -133,6 +133,7 @@ pub(crate) async fn run(args: ImportArgs) -> Result<(), String> {
             .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
             .unwrap_or(0),
         accept_partial: true,
+        pseudonymiser: None,
     };
     let sink = match &args.data_dir {
         Some(dir) => Sink::Lake(
