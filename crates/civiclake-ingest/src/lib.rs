@@ -7,6 +7,8 @@
 //!   decode HTTP payloads; rows that cannot be stored are reported as [`RowError`]s and,
 //!   unless [`DecodeOptions::accept_partial`] is set, reject the whole payload.
 //! * [`decode_payload`] decodes a broker message's payload in a [`PayloadFormat`].
+//! * [`RouteSet`] routes a broker message from its topic to a table (`pipelines/ingest/*.toml`)
+//!   and decodes it there, with the topic's captures as tag columns.
 //! * [`normalize_batch`] brings any Arrow batch to the conventions.
 //! * [`read_file`] streams CSV, Parquet, NDJSON and line protocol files for the importer.
 //!
@@ -22,6 +24,7 @@ mod format;
 mod json;
 mod line_protocol;
 mod normalize;
+mod route;
 #[cfg(test)]
 mod test_util;
 mod types;
@@ -33,4 +36,5 @@ pub use format::{PayloadFormat, decode_payload, detect_format};
 pub use json::{decode_json, decode_ndjson};
 pub use line_protocol::decode_line_protocol;
 pub use normalize::normalize_batch;
+pub use route::{DEFAULT_ROUTE_NAME, DEFAULT_ROUTE_TOPIC, Route, RouteError, RouteMatch, RouteSet};
 pub use types::{DecodeOptions, Decoded, Precision, RowError, SchemaLookup, TableBatch};
