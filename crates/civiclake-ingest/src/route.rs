@@ -25,7 +25,8 @@
 //! The first route (files in name order, entries in file order) whose topic pattern matches
 //! wins; after them comes the built-in default route `ingest/{table}` (format auto), which
 //! can be switched off. Every capture becomes a tag column of every row decoded from the
-//! message and overrides a payload column of the same name.
+//! message and overrides a payload column of the same name (except the default route's
+//! `{table}`, which only names the table).
 
 use crate::builder::{Dialect, Entry, TableBuilder, Value, finish_tables};
 use crate::error::{Error, Result};
@@ -66,10 +67,12 @@ pub enum RouteError {
     },
     /// The file is not valid TOML or does not have the shape of a route file (an unknown
     /// key, a missing key, a value of the wrong type); the message gives line and column.
-    #[error("{origin}: {message}")]
+    #[error("{origin}: {}{message}", in_route(route.as_deref()))]
     Syntax {
         /// The file.
         origin: String,
+        /// The route the error is in (`'name'`, or `#n` when it has no name), when known.
+        route: Option<String>,
         /// What is wrong, with its position.
         message: String,
     },
@@ -93,6 +96,10 @@ pub enum RouteError {
         /// Where it is defined again.
         second: String,
     },
+}
+
+fn in_route(route: Option<&str>) -> String {
+    route.map_or(String::new(), |route| format!("route {route}: "))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -271,6 +278,9 @@ pub struct Route {
     template: Vec<Segment>,
     precision: Option<Precision>,
     mapping: Option<Mapping>,
+    /// Whether the captures become tag columns (all routes but the default one, whose
+    /// `{table}` only names the table).
+    capture_tags: bool,
 }
 
 impl Route {
@@ -377,6 +387,7 @@ impl Route {
             template: vec![Segment::Capture("table".to_string())],
             precision: None,
             mapping: None,
+            capture_tags: false,
         }
     }
 }
@@ -648,6 +659,7 @@ fn compile(spec: RouteSpec, origin: &str) -> Result<Route, String> {
         template,
         precision,
         mapping,
+        capture_tags: true,
     })
 }
 
@@ -673,6 +685,7 @@ fn check_name(name: &str) -> Result<(), String> {
 fn parse_file(text: &str, origin: &str) -> Result<Vec<Route>, RouteError> {
     let file: FileSpec = toml::from_str(text).map_err(|e| RouteError::Syntax {
         origin: origin.to_string(),
+        route: e.span().and_then(|span| route_at(text, span.start)),
         message: e.to_string().trim_end().to_string(),
     })?;
     let mut routes = Vec::with_capacity(file.route.len());
@@ -689,6 +702,33 @@ fn parse_file(text: &str, origin: &str) -> Result<Vec<Route>, RouteError> {
         routes.push(compile(spec, origin).map_err(|message| invalid(name, message))?);
     }
     Ok(routes)
+}
+
+/// The route (`'name'`, or `#n`) whose `[[route]]` entry contains byte `offset` of `text`.
+fn route_at(text: &str, offset: usize) -> Option<String> {
+    // Up to the end of the line, so that an error on the `[[route]]` line itself counts.
+    let end = text
+        .get(offset..)?
+        .find('\n')
+        .map_or(text.len(), |i| offset + i);
+    let n = text[..end]
+        .lines()
+        .filter(|line| line.trim_start().starts_with("[[route]]"))
+        .count();
+    if n == 0 {
+        return None;
+    }
+    // The name, when the file is at least valid TOML.
+    let table = toml::from_str::<toml::Table>(text).ok();
+    let name = table.as_ref().and_then(|table| {
+        table
+            .get("route")?
+            .as_array()?
+            .get(n - 1)?
+            .get("name")?
+            .as_str()
+    });
+    Some(name.map_or_else(|| format!("#{n}"), |name| format!("'{name}'")))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -820,7 +860,8 @@ pub struct RouteMatch<'a> {
     pub route: &'a Route,
     /// The table, from the route's template and the captures (not yet validated).
     pub table: String,
-    /// The captures of the topic, in pattern order: column name and value.
+    /// The captures of the topic, in pattern order: name and value. They become tag columns
+    /// of the decoded rows, except on the default route (`{table}` only names the table).
     pub captures: Vec<(String, String)>,
 }
 
@@ -843,7 +884,8 @@ impl RouteMatch<'_> {
     /// precision when it has one. A route with a mapping reads the JSON payload (an object or
     /// an array of objects) through it; any other route decodes with
     /// [`crate::decode_payload`] in its format. Every capture is then a tag column of every
-    /// row, overriding a payload column of the same name.
+    /// row, overriding a payload column of the same name (not on the default route, whose
+    /// `{table}` capture only names the table).
     pub fn decode(
         &self,
         payload: &[u8],
@@ -856,16 +898,20 @@ impl RouteMatch<'_> {
         if let Some(precision) = self.route.precision {
             opts.precision = precision;
         }
+        let captures: &[(String, String)] = if self.route.capture_tags {
+            &self.captures
+        } else {
+            &[]
+        };
         match &self.route.mapping {
-            Some(mapping) => mapping.decode(payload, table, &self.captures, &opts, schemas),
+            Some(mapping) => mapping.decode(payload, table, captures, &opts, schemas),
             None => {
                 let mut decoded =
                     crate::decode_payload(self.route.format, payload, &opts, schemas)?;
-                if !self.captures.is_empty() {
+                if !captures.is_empty() {
                     for batch in &mut decoded.batches {
                         let existing = schemas.schema(&batch.table);
-                        batch.batch =
-                            with_captures(&batch.batch, &self.captures, existing.as_deref())?;
+                        batch.batch = with_captures(&batch.batch, captures, existing.as_deref())?;
                     }
                 }
                 Ok(decoded)
