@@ -584,6 +584,11 @@ shifted = { pointer = "/o", offset = -1.5 }
 plain = "/plain"
 "#);
     let m = routes.resolve("city/weather/w1").unwrap();
+    assert_eq!(
+        m.route.format(),
+        PayloadFormat::Json,
+        "a mapping reads JSON"
+    );
     let body = br#"{"f": 50, "k": 283.15, "mph": 10, "ms": 2.5, "s": 0.25, "o": 1, "plain": 3}"#;
     let d = m.decode(body, &opts(), &()).unwrap();
     let b = &d.batches[0].batch;
