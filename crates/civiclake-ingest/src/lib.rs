@@ -11,6 +11,8 @@
 //!   ([`decode_cloudevents`]) or smartphone locations ([`decode_phone_locations`], whose
 //!   device ids a [`Pseudonymiser`] replaces: raw ids are never stored).
 //!   [`detect_format`] tells SenML, JSON and line protocol apart for `auto` routes.
+//! * [`RouteSet`] routes a broker message from its topic to a table (`pipelines/ingest/*.toml`)
+//!   and decodes it there, with the topic's captures as tag columns.
 //! * [`normalize_batch`] brings any Arrow batch to the conventions.
 //! * [`read_file`] streams CSV, Parquet, NDJSON and line protocol files for the importer.
 //!
@@ -30,6 +32,7 @@ mod ngsi_ld;
 mod normalize;
 mod phone;
 mod senml;
+mod route;
 #[cfg(test)]
 mod test_util;
 mod types;
@@ -45,4 +48,5 @@ pub use ngsi_ld::decode_ngsi_ld;
 pub use normalize::normalize_batch;
 pub use phone::{MIN_SECRET_LEN, Pseudonymiser, Rotation, decode_phone_locations};
 pub use senml::decode_senml;
+pub use route::{DEFAULT_ROUTE_NAME, DEFAULT_ROUTE_TOPIC, Route, RouteError, RouteMatch, RouteSet};
 pub use types::{DecodeOptions, Decoded, Precision, RowError, SchemaLookup, TableBatch};
