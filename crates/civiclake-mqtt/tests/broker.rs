@@ -1151,3 +1151,45 @@ async fn stop_closes_connections_and_the_port() {
         "the port is still open"
     );
 }
+
+/// One connection's QoS 1 throughput against a sink that takes 2 ms per call (an fsync).
+/// Run by hand: `cargo test -p civiclake-mqtt --test broker -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a check"]
+async fn throughput_of_one_connection() {
+    let sink = Arc::new(TestSink {
+        delay: Some(Duration::from_millis(2)),
+        ..TestSink::default()
+    });
+    let broker = start(Arc::clone(&sink)).await;
+    let mut o = v4c::options(broker.local_addr(), "gateway");
+    o.set_inflight(1024);
+    let (client, mut events, _task) = v4c::connect(o);
+    v4c::connected(&mut events).await;
+    let n = 50_000;
+    let started = Instant::now();
+    let publisher = tokio::spawn(async move {
+        for i in 0..n {
+            let payload = format!("air,sensor=s{} pm10={} {}", i % 100, i % 50, i);
+            client
+                .publish("ingest/air", v4c::QoS::AtLeastOnce, false, payload.into_bytes())
+                .await
+                .unwrap();
+        }
+        client
+    });
+    let mut acks = 0;
+    while acks < n {
+        v4c::next(&mut events, |p| matches!(p, v4c::Packet::PubAck(_)).then_some(())).await;
+        acks += 1;
+    }
+    let elapsed = started.elapsed();
+    let _client = publisher.await.unwrap();
+    eprintln!(
+        "{n} QoS 1 messages in {elapsed:?} ({:.0} msg/s), {} sink calls",
+        f64::from(n) / elapsed.as_secs_f64(),
+        sink.calls()
+    );
+    assert_eq!(sink.messages().len(), n as usize);
+    broker.stop().await;
+}
