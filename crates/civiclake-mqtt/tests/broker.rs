@@ -952,7 +952,7 @@ async fn the_will_is_published_when_a_client_vanishes() {
 }
 
 #[tokio::test]
-async fn a_v5_disconnect_without_reason_code_is_clean_and_publishes_no_will() {
+async fn a_v5_disconnect_without_reason_code_is_clean_and_0x04_publishes_the_will() {
     let sink = Arc::new(TestSink::default());
     let broker = start(Arc::clone(&sink)).await;
     let addr = broker.local_addr();
@@ -988,6 +988,24 @@ async fn a_v5_disconnect_without_reason_code_is_clean_and_publishes_no_will() {
     .await;
     assert!(!will_seen, "will published after a normal DISCONNECT");
     assert!(sink.messages().is_empty());
+
+    // Reason 0x04, "disconnect with will message": the will is published.
+    let will = p5::LastWill::new("wills/raw", "asked for", v5c::QoS::AtLeastOnce, false, None);
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(&raw_v5_connect("raw-5b", 30, Some(will)))
+        .await
+        .unwrap();
+    stream.write_all(&[0xE0, 0x01, 0x04]).await.unwrap();
+    let answer = read_to_close(&mut stream).await;
+    assert_eq!(answer[0], 0x20, "CONNACK first");
+    let got = v4c::next(&mut e, |p| match p {
+        v4c::Packet::Publish(p) => Some(p.payload.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(got, Bytes::from_static(b"asked for"));
+    assert_eq!(sink.messages().len(), 1);
     broker.stop().await;
 }
 
@@ -1172,7 +1190,12 @@ async fn throughput_of_one_connection() {
         for i in 0..n {
             let payload = format!("air,sensor=s{} pm10={} {}", i % 100, i % 50, i);
             client
-                .publish("ingest/air", v4c::QoS::AtLeastOnce, false, payload.into_bytes())
+                .publish(
+                    "ingest/air",
+                    v4c::QoS::AtLeastOnce,
+                    false,
+                    payload.into_bytes(),
+                )
                 .await
                 .unwrap();
         }
@@ -1180,7 +1203,10 @@ async fn throughput_of_one_connection() {
     });
     let mut acks = 0;
     while acks < n {
-        v4c::next(&mut events, |p| matches!(p, v4c::Packet::PubAck(_)).then_some(())).await;
+        v4c::next(&mut events, |p| {
+            matches!(p, v4c::Packet::PubAck(_)).then_some(())
+        })
+        .await;
         acks += 1;
     }
     let elapsed = started.elapsed();
@@ -1191,5 +1217,44 @@ async fn throughput_of_one_connection() {
         sink.calls()
     );
     assert_eq!(sink.messages().len(), n as usize);
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn a_full_subscriber_queue_drops_and_counts() {
+    let broker = start_with(
+        BrokerConfig {
+            outbound_queue: 5,
+            ..BrokerConfig::default()
+        },
+        Arc::new(TestSink::default()),
+    )
+    .await;
+    // A raw MQTT 3.1.1 subscriber that never acknowledges: its window (100) fills up.
+    let mut stream = TcpStream::connect(broker.local_addr()).await.unwrap();
+    let mut out = BytesMut::new();
+    rumqttc::Connect::new("stuck").write(&mut out).unwrap();
+    let mut subscribe = rumqttc::Subscribe::new("bus/#", v4c::QoS::AtLeastOnce);
+    subscribe.pkid = 1;
+    subscribe.write(&mut out).unwrap();
+    stream.write_all(&out).await.unwrap();
+    let mut acks = [0u8; 4 + 5];
+    stream.read_exact(&mut acks).await.unwrap();
+    assert_eq!(acks, [0x20, 0x02, 0x00, 0x00, 0x90, 0x03, 0x00, 0x01, 0x01]);
+    for i in 0..200 {
+        broker
+            .publish("bus/tick", Bytes::from(format!("{i}")), false)
+            .unwrap();
+        tokio::task::yield_now().await;
+    }
+    eventually("the window to fill", || {
+        let s = broker.stats();
+        s.messages_forwarded + s.messages_dropped == 200
+    })
+    .await;
+    let stats = broker.stats();
+    // 100 in the client's inflight window, 5 in the queue, the rest dropped.
+    assert_eq!(stats.messages_forwarded, 105, "{stats:?}");
+    assert_eq!(stats.messages_dropped, 95, "{stats:?}");
     broker.stop().await;
 }
