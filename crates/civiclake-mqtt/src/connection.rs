@@ -311,7 +311,7 @@ async fn run_session(
         deliveries: deliveries_rx,
         window: connect
             .receive_maximum
-            .map_or(DEFAULT_CLIENT_WINDOW, usize::from),
+            .map_or(DEFAULT_CLIENT_WINDOW, |m| usize::from(m.max(1))),
         client_max_packet: connect
             .max_packet_size
             .and_then(|m| usize::try_from(m).ok()),
