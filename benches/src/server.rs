@@ -169,6 +169,8 @@ fn spawn(bin: &Path, data: &Path) -> Result<(Child, String), String> {
             "--insecure-no-auth",
             "--http-addr",
             "127.0.0.1:0",
+            "--mqtt-addr",
+            "127.0.0.1:0",
             "--data-dir",
         ])
         .arg(data)

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::process::Command;
 
 /// `civiclake token ...` on `data_dir`; returns stdout.
-fn token_cmd(data_dir: &std::path::Path, args: &[&str]) -> String {
+pub(crate) fn token_cmd(data_dir: &std::path::Path, args: &[&str]) -> String {
     let out = Command::new(binary())
         .arg("token")
         .args(args)
@@ -26,7 +26,7 @@ fn token_cmd(data_dir: &std::path::Path, args: &[&str]) -> String {
 }
 
 /// The token printed alone on the last line.
-fn last_line(stdout: &str) -> String {
+pub(crate) fn last_line(stdout: &str) -> String {
     stdout.lines().last().expect("a line").trim().to_string()
 }
 

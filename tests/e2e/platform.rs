@@ -63,6 +63,12 @@ fn config(dir: &Path) -> Config {
         max_body_bytes: 1 << 20,
         log_format: LogFormat::Text,
         log_filter: "warn".into(),
+        mqtt_addr: Some("127.0.0.1:0".parse().expect("addr")),
+        mqtt_max_packet_bytes: 1 << 20,
+        routes_dir: dir.join("routes"),
+        default_route: true,
+        phone_key_file: dir.join("phone.key"),
+        phone_key_daily: true,
     }
 }
 
@@ -585,4 +591,105 @@ async fn a_module_appends_reads_queries_publishes_and_rebuilds_after_a_restart()
     assert_eq!(rebuild(platform.as_ref()).await, lab.projection());
     server.stop().await.expect("stop");
     task.await.expect("lab task");
+}
+
+/// MQTT clients and modules meet on the same topics: a scanner's MQTT message on
+/// `devices/...` reaches the module's subscription, the module's `bus/...` event reaches an
+/// MQTT subscriber, and events are not echoed back to where they came from.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_clients_and_modules_share_the_topics() {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start_with_modules(&config(dir.path()), registry())
+        .await
+        .expect("start");
+    let addr = server.mqtt_addr().expect("the broker runs by default");
+    let admin = server
+        .auth
+        .create_token(civiclake_auth::TokenRequest {
+            role: "admin".into(),
+            ..Default::default()
+        })
+        .expect("token")
+        .token;
+    let platform = server.platform("lab").expect("lab platform");
+    let mut scans = platform
+        .subscribe(&TopicFilter::new("devices/scanner/+/scans").expect("filter"))
+        .await
+        .expect("subscribe");
+
+    let mut opts = MqttOptions::new("watcher", "127.0.0.1", addr.port());
+    opts.set_credentials("watcher", admin);
+    let (client, mut events) = AsyncClient::new(opts, 16);
+    let (tx, mut received) = tokio::sync::mpsc::unbounded_channel();
+    let (subscribed_tx, subscribed) = tokio::sync::oneshot::channel();
+    let poller = tokio::spawn(async move {
+        let mut subscribed_tx = Some(subscribed_tx);
+        while let Ok(event) = events.poll().await {
+            match event {
+                Event::Incoming(Packet::SubAck(_)) => {
+                    if let Some(s) = subscribed_tx.take() {
+                        let _ = s.send(());
+                    }
+                }
+                Event::Incoming(Packet::Publish(p)) => {
+                    let _ = tx.send((p.topic.clone(), p.payload));
+                }
+                _ => {}
+            }
+        }
+    });
+    client
+        .subscribe("bus/#", QoS::AtLeastOnce)
+        .await
+        .expect("subscribe");
+    tokio::time::timeout(Duration::from_secs(10), subscribed)
+        .await
+        .expect("SUBACK in time")
+        .expect("SUBACK");
+
+    // MQTT → module.
+    let event = scan(1, "drill-1", "anna", "out");
+    client
+        .publish(
+            "devices/scanner/s1/scans",
+            QoS::AtLeastOnce,
+            false,
+            event.to_json().to_string(),
+        )
+        .await
+        .expect("publish");
+    let got = tokio::time::timeout(Duration::from_secs(10), scans.recv_message())
+        .await
+        .expect("the module got the scan in time")
+        .expect("a message");
+    assert_eq!(got.topic.as_str(), "devices/scanner/s1/scans");
+    assert_eq!(got.event.id, "scan-1");
+    assert_eq!(got.event.data, event.data);
+
+    // Module → MQTT.
+    platform
+        .publish(
+            &Topic::new("bus/lab/loans").expect("topic"),
+            CloudEvent::new("notice-1", "/lab", "it.comune.prato.lab.notice"),
+        )
+        .await
+        .expect("publish");
+    let (topic, payload) = tokio::time::timeout(Duration::from_secs(10), received.recv())
+        .await
+        .expect("the MQTT subscriber got the notice in time")
+        .expect("a message");
+    assert_eq!(topic, "bus/lab/loans");
+    let json: Value = serde_json::from_slice(&payload).expect("structured CloudEvent");
+    assert_eq!(json["id"], "notice-1");
+    assert_eq!(json["type"], "it.comune.prato.lab.notice");
+    // Nothing else arrives: the scan was not echoed onto MQTT a second time.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), received.recv())
+            .await
+            .is_err()
+    );
+    poller.abort();
+    drop(platform);
+    server.stop().await.expect("stop");
 }

@@ -15,6 +15,8 @@ pub(crate) fn binary() -> PathBuf {
 pub(crate) struct TestServer {
     pub(crate) child: Child,
     pub(crate) url: String,
+    /// `host:port` of the embedded MQTT broker.
+    pub(crate) mqtt: String,
     pub(crate) data_dir: PathBuf,
     env: Vec<(String, String)>,
     secure: bool,
@@ -38,16 +40,25 @@ impl TestServer {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         let mut cmd = Command::new(binary());
-        cmd.args(["serve", "--http-addr", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .args(if secure {
-                &[][..]
-            } else {
-                &["--insecure-no-auth"][..]
-            })
-            .env("CIVICLAKE_LOG__FILTER", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+        cmd.args([
+            "serve",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--mqtt-addr",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(data_dir)
+        .arg("--ingest-routes-dir")
+        .arg(data_dir.join("routes"))
+        .args(if secure {
+            &[][..]
+        } else {
+            &["--insecure-no-auth"][..]
+        })
+        .env("CIVICLAKE_LOG__FILTER", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
         for (k, v) in &env {
             cmd.env(k, v);
         }
@@ -55,18 +66,23 @@ impl TestServer {
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
+            let mut mqtt = String::new();
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("civiclake MQTT broker on mqtt://") {
+                    mqtt = addr.trim().to_string();
+                }
                 if let Some(url) = line.strip_prefix("civiclake listening on ") {
-                    let _ = tx.send(url.trim().to_string());
+                    let _ = tx.send((url.trim().to_string(), mqtt.clone()));
                 }
             }
         });
-        let url = rx
+        let (url, mqtt) = rx
             .recv_timeout(Duration::from_secs(60))
             .expect("the server did not print its address within 60 s");
         Self {
             child,
             url,
+            mqtt,
             data_dir: data_dir.to_path_buf(),
             env,
             secure,

@@ -98,7 +98,9 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        if status.is_server_error() {
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            tracing::warn!(status = %status, error = %self.message, "request refused");
+        } else if status.is_server_error() {
             tracing::error!(status = %status, error = %self.message, "request failed");
         }
         let challenge = (status == StatusCode::UNAUTHORIZED).then_some([(

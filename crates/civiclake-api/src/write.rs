@@ -197,7 +197,7 @@ fn now_micros() -> i64 {
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "Not allowed: no write permission, table not granted, or a system/module table", body = ErrorBody),
         (status = 415, description = "Unsupported Content-Type", body = ErrorBody),
-        (status = 503, description = "Storage unavailable or shutting down", body = ErrorBody),
+        (status = 503, description = "Storage unavailable, shutting down, or saturated (too many rows wait for a flush: retry after the Retry-After header's seconds)", body = ErrorBody),
     ),
     tag = "write"
 )]

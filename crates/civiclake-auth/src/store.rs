@@ -410,6 +410,15 @@ impl AuthStore {
         ))
     }
 
+    /// Whether token `id` exists and is neither revoked nor expired (re-reading the store
+    /// file at most once a second): long-lived connections (MQTT) check this per message.
+    pub fn is_active(&self, id: &str) -> bool {
+        self.reload_if_stale();
+        self.find(id).is_some_and(|t| {
+            t.info.revoked_at.is_none() && t.info.expires_at.is_none_or(|e| e > now_secs())
+        })
+    }
+
     fn find(&self, id: &str) -> Option<StoredToken> {
         self.cache
             .read()
@@ -560,7 +569,10 @@ mod tests {
             store.authenticate("clk_000000000000_abc"),
             Err(AuthError::Unknown)
         ));
+        assert!(store.is_active(&new.info.id));
         assert!(store.revoke(&new.info.id).expect("revoke"));
+        assert!(!store.is_active(&new.info.id));
+        assert!(!store.is_active("nope"));
         assert!(!store.revoke(&new.info.id).expect("again"));
         assert!(matches!(
             store.authenticate(&new.token),
@@ -578,6 +590,7 @@ mod tests {
             store.authenticate(&short.token),
             Err(AuthError::Expired)
         ));
+        assert!(!store.is_active(&short.info.id));
     }
 
     #[test]

@@ -31,8 +31,8 @@ mod line_protocol;
 mod ngsi_ld;
 mod normalize;
 mod phone;
-mod senml;
 mod route;
+mod senml;
 #[cfg(test)]
 mod test_util;
 mod types;
@@ -47,6 +47,6 @@ pub use line_protocol::decode_line_protocol;
 pub use ngsi_ld::decode_ngsi_ld;
 pub use normalize::normalize_batch;
 pub use phone::{MIN_SECRET_LEN, Pseudonymiser, Rotation, decode_phone_locations};
-pub use senml::decode_senml;
 pub use route::{DEFAULT_ROUTE_NAME, DEFAULT_ROUTE_TOPIC, Route, RouteError, RouteMatch, RouteSet};
+pub use senml::decode_senml;
 pub use types::{DecodeOptions, Decoded, Precision, RowError, SchemaLookup, TableBatch};

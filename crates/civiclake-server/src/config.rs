@@ -258,6 +258,94 @@ pub struct HttpSettings {
     pub max_body_size: Option<ByteSize>,
 }
 
+/// When writers are slowed down (HTTP 503 with Retry-After; MQTT and Kafka pause).
+#[derive(Debug, Clone, Default, Args, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackpressureSettings {
+    /// Refuse writes while more rows than this wait in memory for a flush to Delta.
+    #[arg(
+        long = "backpressure-max-buffered-rows",
+        env = "CIVICLAKE_BACKPRESSURE__MAX_BUFFERED_ROWS",
+        value_name = "ROWS"
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_buffered_rows: Option<usize>,
+    /// Refuse writes while the WAL holds more than this (flushes failing or behind).
+    #[arg(
+        long = "backpressure-max-wal-size",
+        env = "CIVICLAKE_BACKPRESSURE__MAX_WAL_SIZE",
+        value_name = "SIZE"
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_wal_size: Option<ByteSize>,
+}
+
+/// The embedded MQTT broker.
+#[derive(Debug, Clone, Default, Args, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MqttSettings {
+    /// Run the embedded MQTT broker (MQTT 3.1.1 and 5; QoS 1 acknowledged once in the WAL).
+    #[arg(
+        long = "mqtt-enabled",
+        env = "CIVICLAKE_MQTT__ENABLED",
+        value_name = "BOOL",
+        action = clap::ArgAction::Set
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Address of the embedded MQTT broker (port 0 for any free port; the address is logged).
+    #[arg(long = "mqtt-addr", env = "CIVICLAKE_MQTT__ADDR", value_name = "ADDR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub addr: Option<SocketAddr>,
+    /// Largest MQTT packet accepted; a bigger one closes the connection.
+    #[arg(
+        long = "mqtt-max-packet-size",
+        env = "CIVICLAKE_MQTT__MAX_PACKET_SIZE",
+        value_name = "SIZE"
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_packet_size: Option<ByteSize>,
+}
+
+/// Routes from broker topics to tables, and payload handling.
+#[derive(Debug, Clone, Default, Args, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestSettings {
+    /// Directory of the route files (`*.toml`, reloaded on SIGHUP).
+    #[arg(
+        long = "ingest-routes-dir",
+        env = "CIVICLAKE_INGEST__ROUTES_DIR",
+        value_name = "DIR"
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub routes_dir: Option<PathBuf>,
+    /// Whether the built-in route `ingest/{table}` (line protocol, JSON or SenML) is on.
+    #[arg(
+        long = "ingest-default-route",
+        env = "CIVICLAKE_INGEST__DEFAULT_ROUTE",
+        value_name = "BOOL",
+        action = clap::ArgAction::Set
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default_route: Option<bool>,
+    /// Secret key file of the phone-id pseudonyms (created, 0600, when missing; empty = in the data directory).
+    #[arg(
+        long = "ingest-phone-key-file",
+        env = "CIVICLAKE_INGEST__PHONE_KEY_FILE",
+        value_name = "FILE"
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phone_key_file: Option<PathBuf>,
+    /// How often the phone-id pseudonym key changes: daily or never.
+    #[arg(
+        long = "ingest-phone-key-rotation",
+        env = "CIVICLAKE_INGEST__PHONE_KEY_ROTATION",
+        value_name = "ROTATION"
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phone_key_rotation: Option<String>,
+}
+
 /// Logging settings.
 #[derive(Debug, Clone, Default, Args, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -325,6 +413,15 @@ pub struct ServeSettings {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub log: LogSettings,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub backpressure: BackpressureSettings,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub mqtt: MqttSettings,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub ingest: IngestSettings,
 }
 
 /// `civiclake serve` arguments: a config file and the settings.
@@ -357,6 +454,18 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Log filter.
     pub log_filter: String,
+    /// The embedded MQTT broker: its address, or `None` when it is off.
+    pub mqtt_addr: Option<SocketAddr>,
+    /// Largest MQTT packet.
+    pub mqtt_max_packet_bytes: usize,
+    /// Directory of the route files.
+    pub routes_dir: PathBuf,
+    /// Whether the `ingest/{table}` route is on.
+    pub default_route: bool,
+    /// Secret key file of phone-id pseudonyms.
+    pub phone_key_file: PathBuf,
+    /// Daily rotation of the phone-id pseudonym key (else never).
+    pub phone_key_daily: bool,
 }
 
 /// The defaults, as a fully populated settings value.
@@ -396,6 +505,21 @@ pub fn defaults() -> ServeSettings {
         log: LogSettings {
             format: Some(LogFormat::Text),
             filter: Some("info".into()),
+        },
+        backpressure: BackpressureSettings {
+            max_buffered_rows: Some(lake.max_buffered_rows),
+            max_wal_size: Some(ByteSize(lake.max_wal_bytes)),
+        },
+        mqtt: MqttSettings {
+            enabled: Some(true),
+            addr: Some(SocketAddr::from(([127, 0, 0, 1], 1883))),
+            max_packet_size: Some(ByteSize(1 << 20)),
+        },
+        ingest: IngestSettings {
+            routes_dir: Some(PathBuf::from("pipelines/ingest")),
+            default_route: Some(true),
+            phone_key_file: Some(PathBuf::new()),
+            phone_key_rotation: Some("daily".into()),
         },
     }
 }
@@ -455,6 +579,8 @@ impl ServeArgs {
         lake.compaction_target_rows = s.compaction.target_rows.ok_or_else(missing)?;
         lake.compaction_interval = s.compaction.interval.ok_or_else(missing)?.0;
         lake.vacuum_grace = s.compaction.vacuum_grace.ok_or_else(missing)?.0;
+        lake.max_buffered_rows = s.backpressure.max_buffered_rows.ok_or_else(missing)?;
+        lake.max_wal_bytes = s.backpressure.max_wal_size.ok_or_else(missing)?.0;
         if lake.row_group_rows == 0 || lake.flush_max_rows == 0 {
             return Err(ConfigError(
                 "parquet.row_group_rows and flush.max_rows must be positive".into(),
@@ -478,6 +604,27 @@ impl ServeArgs {
                 "--insecure-no-auth is only allowed on a loopback address, not {http_addr}: create a token with `civiclake token create --role admin` instead"
             )));
         }
+        if insecure_no_auth
+            && s.mqtt.enabled == Some(true)
+            && s.mqtt.addr.is_some_and(|a| !a.ip().is_loopback())
+        {
+            return Err(ConfigError(
+                "--insecure-no-auth lets anonymous MQTT clients publish: the MQTT broker must then listen on a loopback address (mqtt.addr)".into(),
+            ));
+        }
+        let phone_key_file = match s.ingest.phone_key_file.ok_or_else(missing)? {
+            p if p.as_os_str().is_empty() => data_dir.join("phone-pseudonym.key"),
+            p => p,
+        };
+        let phone_key_daily = match s.ingest.phone_key_rotation.ok_or_else(missing)?.as_str() {
+            "daily" => true,
+            "never" => false,
+            other => {
+                return Err(ConfigError(format!(
+                    "ingest.phone_key_rotation must be daily or never, not {other:?}"
+                )));
+            }
+        };
         Ok(Config {
             http_addr,
             insecure_no_auth,
@@ -488,6 +635,17 @@ impl ServeArgs {
                 .unwrap_or(usize::MAX),
             log_format: s.log.format.ok_or_else(missing)?,
             log_filter: s.log.filter.ok_or_else(missing)?,
+            mqtt_addr: s
+                .mqtt
+                .enabled
+                .ok_or_else(missing)?
+                .then_some(s.mqtt.addr.ok_or_else(missing)?),
+            mqtt_max_packet_bytes: usize::try_from(s.mqtt.max_packet_size.ok_or_else(missing)?.0)
+                .unwrap_or(usize::MAX),
+            routes_dir: s.ingest.routes_dir.ok_or_else(missing)?,
+            default_route: s.ingest.default_route.ok_or_else(missing)?,
+            phone_key_file,
+            phone_key_daily,
         })
     }
 }

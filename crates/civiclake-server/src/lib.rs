@@ -8,6 +8,8 @@
 //! [`Platform`] through [`Server::platform`].
 
 pub mod config;
+pub mod ingest;
+mod mqtt;
 mod platform;
 
 use civiclake_api::{ApiConfig, ApiMetrics, AppState, Auth};
@@ -16,6 +18,7 @@ use civiclake_core::{ModuleRegistry, Platform, PlatformError, TopicRouter, event
 use civiclake_lake::{Lake, OpenMode};
 use civiclake_query::QueryEngine;
 use config::{Config, LogFormat};
+use ingest::{IngestService, IngestSettings, Publishers};
 use platform::{ModuleEvents, ModulePlatform};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -38,6 +41,20 @@ pub enum Error {
     /// The token store could not be opened.
     #[error(transparent)]
     Auth(#[from] civiclake_auth::AuthError),
+    /// A route file is invalid.
+    #[error("ingest routes: {0}")]
+    Routes(#[from] civiclake_ingest::RouteError),
+    /// The phone-id pseudonym key cannot be read or created.
+    #[error("phone pseudonym key {path}: {reason}")]
+    PhoneKey {
+        /// The key file.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The embedded MQTT broker cannot start.
+    #[error("MQTT broker: {0}")]
+    Mqtt(#[from] civiclake_mqtt::BrokerError),
     /// The HTTP listener failed.
     #[error("HTTP server on {addr}: {source}")]
     Http {
@@ -80,6 +97,9 @@ pub struct Server {
     modules: Arc<ModuleRegistry>,
     module_events: BTreeMap<String, Arc<ModuleEvents>>,
     router: TopicRouter,
+    ingest: Arc<IngestService>,
+    broker: Option<Arc<civiclake_mqtt::EmbeddedBroker>>,
+    bridge: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// Writes tokens' last-use times every 10 seconds, and once more at shutdown.
@@ -138,12 +158,62 @@ impl Server {
                 config.data_dir.display()
             );
         }
+        let publishers = Arc::new(Publishers::default());
+        let ingest = Arc::new(IngestService::new(
+            lake.clone(),
+            modules.clone(),
+            publishers.clone(),
+            IngestSettings {
+                routes_dir: config.routes_dir.clone(),
+                default_route: config.default_route,
+                pseudonymiser: Some(Arc::new(phone_pseudonymiser(
+                    &config.phone_key_file,
+                    config.phone_key_daily,
+                )?)),
+                auth_disabled: config.insecure_no_auth,
+            },
+        )?);
+        let router = TopicRouter::default();
+        let broker = match config.mqtt_addr {
+            Some(addr) => {
+                let broker_auth = Arc::new(mqtt::TokenAuth {
+                    store: store.clone(),
+                    publishers: publishers.clone(),
+                    disabled: config.insecure_no_auth,
+                });
+                let sink = Arc::new(mqtt::BridgeSink {
+                    ingest: ingest.clone(),
+                    router: router.clone(),
+                });
+                let broker = civiclake_mqtt::EmbeddedBroker::start(
+                    civiclake_mqtt::BrokerConfig {
+                        addr,
+                        max_packet_bytes: config.mqtt_max_packet_bytes,
+                        ..civiclake_mqtt::BrokerConfig::default()
+                    },
+                    broker_auth,
+                    sink,
+                )
+                .await?;
+                tracing::info!(addr = %broker.local_addr(), "embedded MQTT broker is serving");
+                Some(Arc::new(broker))
+            }
+            None => None,
+        };
+        let bridge = broker
+            .clone()
+            .map(|b| tokio::spawn(mqtt::forward_router_to_mqtt(router.clone(), b)));
+        let mut metric_sources: Vec<Arc<dyn civiclake_api::MetricsSource>> = vec![ingest.clone()];
+        if let Some(b) = &broker {
+            metric_sources.push(Arc::new(mqtt::BrokerMetrics(Arc::downgrade(b))));
+        }
         let state = AppState {
             auth,
             lake: lake.clone(),
             engine: engine.clone(),
             metrics: Arc::new(ApiMetrics::default()),
             started: Instant::now(),
+            metric_sources,
         };
         let app = civiclake_api::router(
             state,
@@ -184,8 +254,21 @@ impl Server {
             last_used,
             modules,
             module_events,
-            router: TopicRouter::default(),
+            router,
+            ingest,
+            broker,
+            bridge,
         })
+    }
+
+    /// The address of the embedded MQTT broker, when it runs.
+    pub fn mqtt_addr(&self) -> Option<SocketAddr> {
+        self.broker.as_ref().map(|b| b.local_addr())
+    }
+
+    /// The ingest service behind the MQTT and Kafka sources.
+    pub fn ingest(&self) -> &Arc<IngestService> {
+        &self.ingest
     }
 
     /// The `Platform` of module `module`: what the module may do, scoped to its tables.
@@ -216,10 +299,22 @@ impl Server {
         &self.router
     }
 
-    /// Closes the topic router (subscriptions end), stops HTTP, flushes the buffer to Delta
-    /// and stops the WAL.
+    /// Closes the topic router (subscriptions end), stops the MQTT broker and HTTP, flushes the
+    /// buffer to Delta and stops the WAL.
     pub async fn stop(self) -> Result<(), Error> {
+        // The bridge ends with the router and lets go of the broker; then the broker stops,
+        // storing (and acknowledging) what its clients already sent while the lake still
+        // takes writes.
         self.router.close();
+        if let Some(bridge) = self.bridge {
+            let _ = bridge.await;
+        }
+        if let Some(broker) = self.broker {
+            match Arc::try_unwrap(broker) {
+                Ok(broker) => broker.stop().await,
+                Err(shared) => drop(shared),
+            }
+        }
         let _ = self.shutdown.send(true);
         let _ = self.http.await;
         let _ = self.background.await;
@@ -232,6 +327,47 @@ impl Server {
         );
         Ok(())
     }
+}
+
+/// Reads the secret of phone-id pseudonyms from `path`, creating it (32 random bytes, mode
+/// 0600) when it does not exist.
+fn phone_pseudonymiser(
+    path: &std::path::Path,
+    daily: bool,
+) -> Result<civiclake_ingest::Pseudonymiser, Error> {
+    let fail = |reason: String| Error::PhoneKey {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let secret = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut secret = vec![0u8; 32];
+            getrandom::fill(&mut secret).map_err(|e| fail(e.to_string()))?;
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
+            }
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                options.mode(0o600);
+            }
+            let mut file = options.open(path).map_err(|e| fail(e.to_string()))?;
+            std::io::Write::write_all(&mut file, &secret).map_err(|e| fail(e.to_string()))?;
+            file.sync_all().map_err(|e| fail(e.to_string()))?;
+            tracing::info!(path = %path.display(), "created the phone pseudonym key");
+            secret
+        }
+        Err(e) => return Err(fail(e.to_string())),
+    };
+    let rotation = if daily {
+        civiclake_ingest::Rotation::Daily
+    } else {
+        civiclake_ingest::Rotation::Never
+    };
+    civiclake_ingest::Pseudonymiser::new(secret, rotation).map_err(|e| fail(e.to_string()))
 }
 
 /// Waits for SIGTERM or Ctrl-C.
@@ -258,12 +394,42 @@ pub async fn wait_for_signal() {
     }
 }
 
+/// Reloads the ingest routes on every SIGHUP (a broken file keeps the old routes).
+async fn reload_routes_on_sighup(ingest: Arc<IngestService>) {
+    #[cfg(unix)]
+    {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            tracing::warn!("cannot listen for SIGHUP: routes reload only at restart");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match ingest.reload_routes() {
+                Ok(n) => tracing::info!(routes = n, "SIGHUP: ingest routes reloaded"),
+                Err(e) => {
+                    tracing::error!(error = %e, "SIGHUP: the route files are invalid; the previous routes stay in force");
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ingest;
+        std::future::pending::<()>().await;
+    }
+}
+
 /// `civiclake serve`: runs until SIGTERM or Ctrl-C, then shuts down gracefully.
 pub async fn serve(config: Config) -> Result<(), Error> {
     let server = Server::start(&config).await?;
+    let reload = tokio::spawn(reload_routes_on_sighup(server.ingest.clone()));
+    if let Some(addr) = server.mqtt_addr() {
+        println!("civiclake MQTT broker on mqtt://{addr}");
+    }
     // One line on stdout that scripts and tests can wait for.
     println!("civiclake listening on http://{}", server.addr);
     wait_for_signal().await;
+    reload.abort();
     tracing::info!("shutting down: flushing the buffer to Delta");
     server.stop().await
 }

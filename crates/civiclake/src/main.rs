@@ -22,7 +22,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the platform: HTTP API, WAL, buffer and Delta Lake tables.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Run SQL: one query, or an interactive prompt when no query is given.
     Sql(sql::SqlArgs),
     /// Import CSV, Parquet, NDJSON or line-protocol files into a table.

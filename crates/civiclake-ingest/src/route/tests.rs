@@ -11,6 +11,7 @@ fn opts() -> DecodeOptions {
         precision: Precision::Nanosecond,
         now_micros: NOW,
         accept_partial: false,
+        pseudonymiser: None,
     }
 }
 
