@@ -33,6 +33,8 @@ pub(crate) struct Settings {
     pub(crate) venv: PathBuf,
     /// Skip the InfluxDB run.
     pub(crate) no_influx: bool,
+    /// Messages (one reading each) published by the MQTT part.
+    pub(crate) mqtt_messages: usize,
 }
 
 /// One query of `benches/queries`.

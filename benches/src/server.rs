@@ -17,6 +17,8 @@ pub(crate) struct Civiclake {
     pub(crate) data: PathBuf,
     /// Base URL, e.g. `http://127.0.0.1:40123`.
     pub(crate) url: String,
+    /// `host:port` of the embedded MQTT broker.
+    pub(crate) mqtt: Option<String>,
     http: reqwest::blocking::Client,
     /// Highest peak RSS seen over restarts, in bytes.
     peak_rss: u64,
@@ -25,7 +27,7 @@ pub(crate) struct Civiclake {
 impl Civiclake {
     /// Starts the binary on a fresh (or existing) data directory.
     pub(crate) fn start(bin: &Path, data: &Path) -> Result<Self, String> {
-        let (child, url) = spawn(bin, data)?;
+        let (child, url, mqtt) = spawn(bin, data)?;
         let http = reqwest::blocking::Client::builder()
             .timeout(Duration::from_secs(3600))
             .build()
@@ -35,6 +37,7 @@ impl Civiclake {
             child,
             data: data.to_path_buf(),
             url,
+            mqtt,
             http,
             peak_rss: 0,
         })
@@ -45,9 +48,10 @@ impl Civiclake {
     pub(crate) fn restart(&mut self) -> Result<(), String> {
         self.peak_rss = self.peak_rss.max(self.peak_rss_now());
         self.stop();
-        let (child, url) = spawn(&self.bin, &self.data)?;
+        let (child, url, mqtt) = spawn(&self.bin, &self.data)?;
         self.child = child;
         self.url = url;
+        self.mqtt = mqtt;
         Ok(())
     }
 
@@ -162,7 +166,7 @@ fn json_answer(
     serde_json::from_str(&text).map_err(|e| format!("{path}: {e}: {text}"))
 }
 
-fn spawn(bin: &Path, data: &Path) -> Result<(Child, String), String> {
+fn spawn(bin: &Path, data: &Path) -> Result<(Child, String, Option<String>), String> {
     let mut child = Command::new(bin)
         .args([
             "serve",
@@ -185,9 +189,13 @@ fn spawn(bin: &Path, data: &Path) -> Result<(Child, String), String> {
         })?;
     let stdout = child.stdout.take().ok_or("no stdout")?;
     let mut lines = BufReader::new(stdout).lines();
+    let mut mqtt = None;
     let url = loop {
         match lines.next() {
             Some(Ok(line)) => {
+                if let Some(addr) = line.strip_prefix("civiclake MQTT broker on mqtt://") {
+                    mqtt = Some(addr.trim().to_string());
+                }
                 if let Some(url) = line.strip_prefix("civiclake listening on ") {
                     break url.trim().to_string();
                 }
@@ -196,7 +204,7 @@ fn spawn(bin: &Path, data: &Path) -> Result<(Child, String), String> {
         }
     };
     std::thread::spawn(move || for _ in lines {});
-    Ok((child, url))
+    Ok((child, url, mqtt))
 }
 
 /// Clock ticks per second of `/proc/<pid>/stat` times.

@@ -5,6 +5,7 @@
 mod freshness;
 mod influx;
 mod ingest;
+mod mqtt;
 mod queries;
 mod storage;
 
@@ -39,6 +40,7 @@ pub(crate) fn all() -> Vec<Box<dyn Part>> {
         Box::new(storage::Storage),
         Box::new(queries::UnderIngest),
         Box::new(freshness::Freshness),
+        Box::new(mqtt::MqttEndToEnd),
     ]
 }
 
