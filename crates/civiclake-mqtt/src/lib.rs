@@ -56,9 +56,11 @@ mod config;
 mod connection;
 mod ingest;
 mod router;
+mod source;
 mod topic;
 mod writer;
 
 pub use auth::{AllowAll, BrokerAuth, ClientIdentity, ConnectRefusal};
 pub use broker::EmbeddedBroker;
 pub use config::{BrokerConfig, BrokerError, BrokerStats};
+pub use source::{MqttSource, MqttSourceConfig, SourceError, SourceStats};
