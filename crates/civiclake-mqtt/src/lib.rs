@@ -1,4 +1,7 @@
-//! civiclake's embedded MQTT broker: MQTT 3.1.1 and MQTT 5 over TCP on tokio, with
+//! civiclake's MQTT: the embedded broker, and [`MqttSource`] subscriptions to external
+//! brokers (described at the end, and in docs/ARCHITECTURE.md, "External MQTT brokers").
+//!
+//! The embedded broker: MQTT 3.1.1 and MQTT 5 over TCP on tokio, with
 //! rumqttc's packet codecs (`rumqttc::mqttbytes::v4`, `rumqttc::v5::mqttbytes::v5`).
 //!
 //! Every PUBLISH a client may make becomes a [`civiclake_core::InboundMessage`] (source
@@ -48,6 +51,13 @@
 //! MQTT 5 with DISCONNECT 0x8E). Wills are published, subject to the ACL and through the sink,
 //! when a connection ends without DISCONNECT (or with MQTT 5 reason 0x04), but not when the
 //! broker itself stops. A connection silent for 1.5 × its keep alive is closed.
+//!
+//! **External brokers.** [`MqttSource`] subscribes (MQTT 3.1.1, QoS 1, persistent session:
+//! clean session 0 under a stable client id) to a broker of the city and hands what it
+//! receives to the same kind of sink, as messages of source `mqtt:<name>`. A PUBACK is queued
+//! only after `sink.deliver` returned `Ok`, and only on the connection the message came on;
+//! connection errors are retried with exponential backoff (0.5 s doubling to 30 s). Delivery
+//! is at least once: what was stored but not acknowledged when a connection ended comes again.
 
 mod auth;
 mod broker;
@@ -56,9 +66,11 @@ mod config;
 mod connection;
 mod ingest;
 mod router;
+mod source;
 mod topic;
 mod writer;
 
 pub use auth::{AllowAll, BrokerAuth, ClientIdentity, ConnectRefusal};
 pub use broker::EmbeddedBroker;
 pub use config::{BrokerConfig, BrokerError, BrokerStats};
+pub use source::{MqttSource, MqttSourceConfig, SourceError, SourceStats};
