@@ -434,3 +434,97 @@ fn every_role_against_the_mqtt_broker() {
         assert_eq!(dead_letters == 1.0, dead, "{role}: dead letter");
     }
 }
+
+/// A `[[mqtt.source]]` subscription: this server subscribes to another broker (here another
+/// civiclake's embedded one, which only passes `city/...` on: no route there) and stores
+/// what its own routes map, acknowledging upstream only after storing.
+#[test]
+fn a_server_subscribes_to_an_external_broker() {
+    let upstream_dir = tempfile::tempdir().unwrap();
+    let upstream = TestServer::start(upstream_dir.path(), &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let routes = dir.path().join("routes");
+    std::fs::create_dir_all(&routes).unwrap();
+    std::fs::write(
+        routes.join("city.toml"),
+        "[[route]]\nname = \"city-air\"\ntopic = \"city/air/{station}\"\nformat = \"json\"\ntable = \"air_city\"\n",
+    )
+    .unwrap();
+    let (host, port) = upstream.mqtt.rsplit_once(':').unwrap();
+    let config = dir.path().join("civiclake.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[mqtt.source]]\nname = \"upstream\"\nhost = \"{host}\"\nport = {port}\ntopics = [\"city/#\"]\n"
+        ),
+    )
+    .unwrap();
+    let server = TestServer::start(
+        dir.path(),
+        &[("CIVICLAKE_CONFIG", config.to_str().unwrap())],
+    );
+    // Until the subscription is in place upstream, messages published there reach nobody:
+    // warm up until one arrives.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        publish_all(
+            &upstream.mqtt,
+            "warm-up",
+            None,
+            &[(
+                "city/air/warm",
+                br#"{"pm10":-1,"time":"2026-01-01T00:00:00Z"}"#,
+            )],
+        )
+        .expect("publish upstream");
+        if server
+            .scalar("SELECT count(*) FROM information_schema.tables WHERE table_name = 'air_city'")
+            == 1.0
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the source did not subscribe: {}",
+            metrics(&server)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(metrics(&server).contains("civiclake_mqtt_source_connected{source=\"upstream\"} 1"));
+    let payloads: Vec<String> = (0..50)
+        .map(|i| format!(r#"{{"pm10":{i},"time":"2026-01-01T00:00:{:02}Z"}}"#, i % 60))
+        .collect();
+    let messages: Vec<(&str, &[u8])> = payloads
+        .iter()
+        .map(|p| ("city/air/ps1", p.as_bytes()))
+        .collect();
+    assert_eq!(
+        publish_all(&upstream.mqtt, "city-gw", None, &messages),
+        Ok(50)
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if server.scalar("SELECT count(*) FROM air_city WHERE station = 'ps1'") >= 50.0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not all messages arrived"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        server.scalar("SELECT count(DISTINCT pm10) FROM air_city WHERE station = 'ps1'"),
+        50.0
+    );
+    assert_eq!(
+        server.scalar("SELECT sum(pm10) FROM air_city WHERE station = 'ps1'"),
+        1225.0
+    );
+    // The upstream server only passed them on: no table there.
+    assert_eq!(
+        upstream
+            .scalar("SELECT count(*) FROM information_schema.tables WHERE table_name LIKE 'air%'"),
+        0.0
+    );
+}

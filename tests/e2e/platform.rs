@@ -69,6 +69,7 @@ fn config(dir: &Path) -> Config {
         default_route: true,
         phone_key_file: dir.join("phone.key"),
         phone_key_daily: true,
+        mqtt_sources: Vec::new(),
     }
 }
 

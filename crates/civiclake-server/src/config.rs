@@ -305,6 +305,11 @@ pub struct MqttSettings {
     )]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_packet_size: Option<ByteSize>,
+    /// Subscriptions to external MQTT brokers: `[[mqtt.source]]` entries, in the TOML file
+    /// only (see `civiclake_mqtt::MqttSourceConfig` and the example file).
+    #[arg(skip)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub source: Vec<Value>,
 }
 
 /// Routes from broker topics to tables, and payload handling.
@@ -466,6 +471,8 @@ pub struct Config {
     pub phone_key_file: PathBuf,
     /// Daily rotation of the phone-id pseudonym key (else never).
     pub phone_key_daily: bool,
+    /// Subscriptions to external MQTT brokers.
+    pub mqtt_sources: Vec<civiclake_mqtt::MqttSourceConfig>,
 }
 
 /// The defaults, as a fully populated settings value.
@@ -514,6 +521,7 @@ pub fn defaults() -> ServeSettings {
             enabled: Some(true),
             addr: Some(SocketAddr::from(([127, 0, 0, 1], 1883))),
             max_packet_size: Some(ByteSize(1 << 20)),
+            source: Vec::new(),
         },
         ingest: IngestSettings {
             routes_dir: Some(PathBuf::from("pipelines/ingest")),
@@ -625,6 +633,21 @@ impl ServeArgs {
                 )));
             }
         };
+        let mut mqtt_sources: Vec<civiclake_mqtt::MqttSourceConfig> = Vec::new();
+        for (i, raw) in s.mqtt.source.iter().enumerate() {
+            let source: civiclake_mqtt::MqttSourceConfig = serde_json::from_value(raw.clone())
+                .map_err(|e| ConfigError(format!("[[mqtt.source]] number {}: {e}", i + 1)))?;
+            source
+                .validate()
+                .map_err(|e| ConfigError(format!("[[mqtt.source]] number {}: {e}", i + 1)))?;
+            if mqtt_sources.iter().any(|m| m.name == source.name) {
+                return Err(ConfigError(format!(
+                    "[[mqtt.source]] name {:?} is used twice",
+                    source.name
+                )));
+            }
+            mqtt_sources.push(source);
+        }
         Ok(Config {
             http_addr,
             insecure_no_auth,
@@ -646,6 +669,7 @@ impl ServeArgs {
             default_route: s.ingest.default_route.ok_or_else(missing)?,
             phone_key_file,
             phone_key_daily,
+            mqtt_sources,
         })
     }
 }
@@ -744,8 +768,28 @@ pub fn example_toml() -> String {
     for (name, body) in sections {
         out.push_str(&format!("[{name}]\n\n{body}"));
     }
+    out.push_str(SOURCES_EXAMPLE);
     out.trim_end().to_string() + "\n"
 }
+
+/// The message sources, which are lists of tables and so only in the TOML file.
+const SOURCES_EXAMPLE: &str = r#"# Subscriptions to external MQTT brokers (MQTT 3.1.1, persistent session, QoS 1; a message is
+# acknowledged to the broker only once stored). One [[mqtt.source]] per broker; the messages
+# go through the same routes as the embedded broker's (source "mqtt:<name>").
+# [[mqtt.source]]
+# name = "city-broker"             # names the source in _dead_letters and the logs
+# host = "mqtt.comune.prato.it"
+# port = 8883                      # default 1883, or 8883 with tls
+# tls = true
+# ca_file = "/etc/civiclake/city-ca.pem"   # default: the system's roots
+# client_id = "civiclake-1"        # default "civiclake-<name>"; keep it stable (the session)
+# username = "civiclake"
+# password_env = "CITY_BROKER_PASSWORD"    # or password = "..."
+# topics = ["city/air/#", "city/traffic/+"]
+# keep_alive_secs = 30
+# batch_max = 1000                 # messages stored per WAL write
+# max_packet_bytes = 1048576
+"#;
 
 #[cfg(test)]
 mod tests {
@@ -785,6 +829,46 @@ mod tests {
         assert!("5 parsecs".parse::<HumanDuration>().is_err());
         assert_eq!("2GiB".parse::<ByteSize>().unwrap(), ByteSize(2 << 30));
         assert!("2XB".parse::<ByteSize>().is_err());
+    }
+
+    #[test]
+    fn mqtt_sources_come_from_the_file_and_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "[[mqtt.source]]\nname = \"city\"\nhost = \"127.0.0.1\"\nport = 1884\ntopics = [\"city/#\"]\n\n[[mqtt.source]]\nname = \"lab\"\nhost = \"broker.lab\"\ntopics = [\"lab/+/x\"]\n",
+        )
+        .unwrap();
+        let c = parse(&["--config", file.to_str().unwrap()])
+            .resolve()
+            .unwrap();
+        assert_eq!(c.mqtt_sources.len(), 2);
+        assert_eq!(c.mqtt_sources[0].name, "city");
+        assert_eq!(c.mqtt_sources[0].port, 1884);
+        assert_eq!(c.mqtt_sources[0].topics, vec!["city/#".to_string()]);
+        assert_eq!(c.mqtt_sources[1].port, 1883);
+        for (text, expected) in [
+            (
+                "[[mqtt.source]]\nname = \"a\"\nhost = \"h\"\ntopics = [\"x/#/y\"]\n",
+                "number 1",
+            ),
+            (
+                "[[mqtt.source]]\nname = \"a\"\nhost = \"h\"\ntopics = [\"x\"]\nbogus = 1\n",
+                "bogus",
+            ),
+            (
+                "[[mqtt.source]]\nname = \"a\"\nhost = \"h\"\ntopics = [\"x\"]\n[[mqtt.source]]\nname = \"a\"\nhost = \"h\"\ntopics = [\"y\"]\n",
+                "used twice",
+            ),
+        ] {
+            std::fs::write(&file, text).unwrap();
+            let err = parse(&["--config", file.to_str().unwrap()])
+                .resolve()
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(expected), "{text}: {err}");
+        }
     }
 
     #[test]

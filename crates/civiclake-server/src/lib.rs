@@ -52,6 +52,9 @@ pub enum Error {
         /// What went wrong.
         reason: String,
     },
+    /// An external MQTT source cannot start.
+    #[error("MQTT source: {0}")]
+    MqttSource(#[from] civiclake_mqtt::SourceError),
     /// The embedded MQTT broker cannot start.
     #[error("MQTT broker: {0}")]
     Mqtt(#[from] civiclake_mqtt::BrokerError),
@@ -100,6 +103,7 @@ pub struct Server {
     ingest: Arc<IngestService>,
     broker: Option<Arc<civiclake_mqtt::EmbeddedBroker>>,
     bridge: Option<tokio::task::JoinHandle<()>>,
+    mqtt_sources: Vec<Arc<civiclake_mqtt::MqttSource>>,
 }
 
 /// Writes tokens' last-use times every 10 seconds, and once more at shutdown.
@@ -200,12 +204,29 @@ impl Server {
             }
             None => None,
         };
+        let mut mqtt_sources = Vec::new();
+        for source in &config.mqtt_sources {
+            let sink = Arc::new(mqtt::BridgeSink {
+                ingest: ingest.clone(),
+                router: router.clone(),
+            });
+            tracing::info!(source = source.name, host = source.host, port = source.port, topics = ?source.topics, "subscribing to an external MQTT broker");
+            mqtt_sources.push(Arc::new(civiclake_mqtt::MqttSource::start(
+                source.clone(),
+                sink,
+            )?));
+        }
         let bridge = broker
             .clone()
             .map(|b| tokio::spawn(mqtt::forward_router_to_mqtt(router.clone(), b)));
         let mut metric_sources: Vec<Arc<dyn civiclake_api::MetricsSource>> = vec![ingest.clone()];
         if let Some(b) = &broker {
             metric_sources.push(Arc::new(mqtt::BrokerMetrics(Arc::downgrade(b))));
+        }
+        if !mqtt_sources.is_empty() {
+            metric_sources.push(Arc::new(mqtt::SourceMetrics(
+                mqtt_sources.iter().map(Arc::downgrade).collect(),
+            )));
         }
         let state = AppState {
             auth,
@@ -258,6 +279,7 @@ impl Server {
             ingest,
             broker,
             bridge,
+            mqtt_sources,
         })
     }
 
@@ -305,6 +327,12 @@ impl Server {
         // The bridge ends with the router and lets go of the broker; then the broker stops,
         // storing (and acknowledging) what its clients already sent while the lake still
         // takes writes.
+        for source in self.mqtt_sources {
+            match Arc::try_unwrap(source) {
+                Ok(source) => source.stop().await,
+                Err(shared) => drop(shared),
+            }
+        }
         self.router.close();
         if let Some(bridge) = self.bridge {
             let _ = bridge.await;

@@ -249,6 +249,55 @@ impl civiclake_api::MetricsSource for BrokerMetrics {
     }
 }
 
+/// The external MQTT sources' counters on `/metrics`, labelled by source name.
+#[derive(Debug)]
+pub(crate) struct SourceMetrics(pub(crate) Vec<std::sync::Weak<civiclake_mqtt::MqttSource>>);
+
+impl civiclake_api::MetricsSource for SourceMetrics {
+    fn render(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let sources: Vec<_> = self.0.iter().filter_map(std::sync::Weak::upgrade).collect();
+        type Pick = fn(&civiclake_mqtt::SourceStats) -> u64;
+        let families: [(&str, &str, &str, Pick); 4] = [
+            (
+                "civiclake_mqtt_source_connected",
+                "gauge",
+                "1 while the subscription to the external broker is connected.",
+                |s| u64::from(s.connected),
+            ),
+            (
+                "civiclake_mqtt_source_messages_stored_total",
+                "counter",
+                "Messages from the external broker stored (rows or dead letters) and acknowledged.",
+                |s| s.messages_stored,
+            ),
+            (
+                "civiclake_mqtt_source_reconnects_total",
+                "counter",
+                "Reconnections to the external broker.",
+                |s| s.reconnects,
+            ),
+            (
+                "civiclake_mqtt_source_sink_failures_total",
+                "counter",
+                "Times a batch from the external broker could not be stored (retried).",
+                |s| s.sink_failures,
+            ),
+        ];
+        for (name, kind, help, pick) in families {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for source in &sources {
+                let _ = writeln!(
+                    out,
+                    "{name}{{source=\"{}\"}} {}",
+                    source.name().replace('\\', "\\\\").replace('"', "\\\""),
+                    pick(&source.stats())
+                );
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
