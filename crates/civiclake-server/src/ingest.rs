@@ -363,14 +363,14 @@ impl IngestService {
     /// messages the lake has. The checkpoints are written even when every message is ignored.
     pub async fn deliver_with_checkpoints(
         &self,
-        messages: Vec<InboundMessage>,
+        messages: &[InboundMessage],
         checkpoints: Vec<(String, serde_json::Value)>,
     ) -> Result<DeliveryReport, IngestError> {
         let routes = self.routes();
         let mut plans: Vec<Plan> = messages.iter().map(|m| self.plan(&routes, m)).collect();
         // Fast path: the rows of every message, the dead letters and the checkpoints in one
         // WAL record.
-        let mut result = self.write(&plans, &messages, &checkpoints).await;
+        let mut result = self.write(&plans, messages, &checkpoints).await;
         let mut rechecks = 0;
         while let Err(e) = &result
             && e.class() == ErrorClass::User
@@ -398,7 +398,7 @@ impl IngestService {
                     };
                 }
             }
-            result = self.write(&plans, &messages, &checkpoints).await;
+            result = self.write(&plans, messages, &checkpoints).await;
         }
         result.map_err(|e| lake_to_ingest(&e))?;
         let mut report = DeliveryReport::default();
@@ -452,7 +452,7 @@ fn lake_to_ingest(e: &civiclake_lake::Error) -> IngestError {
 #[async_trait]
 impl MessageSink for IngestService {
     async fn deliver(&self, messages: Vec<InboundMessage>) -> Result<DeliveryReport, IngestError> {
-        self.deliver_with_checkpoints(messages, Vec::new()).await
+        self.deliver_with_checkpoints(&messages, Vec::new()).await
     }
 }
 
@@ -789,7 +789,7 @@ table = "phone_points"
         bad.offset = Some(42);
         let report = svc
             .deliver_with_checkpoints(
-                vec![
+                &[
                     msg("ingest.air", "air,sensor=a pm25=1.5 1767225600000000000"),
                     bad,
                     msg("other.topic", "{}"),
@@ -822,7 +822,7 @@ table = "phone_points"
         assert_eq!(svc.deliver(vec![mqtt]).await.unwrap().ignored, 1);
         // Checkpoints alone (every message ignored) are still written.
         svc.deliver_with_checkpoints(
-            vec![msg("other.topic", "{}")],
+            &[msg("other.topic", "{}")],
             vec![("kafka/k/other.topic/0".into(), serde_json::json!(7))],
         )
         .await
@@ -857,7 +857,7 @@ table = "phone_points"
             .unwrap();
         let report = svc
             .deliver_with_checkpoints(
-                vec![
+                &[
                     msg(
                         "phones/app1",
                         r#"{"device_id":"PHONE-SECRET-ID","points":[{"lat":43.9,"lon":11.1}]}"#,
