@@ -90,10 +90,7 @@ pub struct KafkaSourceConfig {
     #[serde(default = "default_batch_max")]
     pub batch_max: usize,
     /// Longest wait for a batch to fill after its first message (`"50ms"`); default 50 ms.
-    #[serde(
-        default = "default_batch_wait",
-        deserialize_with = "human_duration"
-    )]
+    #[serde(default = "default_batch_wait", deserialize_with = "human_duration")]
     pub batch_wait: Duration,
 }
 
@@ -706,7 +703,8 @@ impl Runner {
                     s.rows.fetch_add(report.rows as u64, Ordering::Relaxed);
                     s.dead_lettered
                         .fetch_add(report.dead_lettered as u64, Ordering::Relaxed);
-                    s.ignored.fetch_add(report.ignored as u64, Ordering::Relaxed);
+                    s.ignored
+                        .fetch_add(report.ignored as u64, Ordering::Relaxed);
                     break true;
                 }
                 Err(IngestError::Busy {
@@ -824,3 +822,5 @@ pub fn binary_cloudevent(headers: &[(String, Vec<u8>)], payload: &[u8]) -> Optio
     serde_json::to_vec(&Value::Object(event)).ok()
 }
 
+#[cfg(test)]
+mod tests;
