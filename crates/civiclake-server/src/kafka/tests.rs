@@ -89,6 +89,12 @@ fn config(brokers: &str, group: &str, topics: &[&str]) -> KafkaSourceConfig {
     );
     c.batch_max = 500;
     c.batch_wait = Duration::from_millis(20);
+    // The mock coordinator waits for a session timeout (less a second) before it gives a
+    // group that had members to a new one; the default is 45 s.
+    c.client_options
+        .insert("session.timeout.ms".into(), "3000".into());
+    c.client_options
+        .insert("heartbeat.interval.ms".into(), "500".into());
     c
 }
 
