@@ -306,14 +306,11 @@ impl SourceContext {
             .iter()
             .map(|e| (e.topic().to_string(), e.partition()))
             .collect();
-        for (topic, partition) in &assigned {
+        for (topic, partition) in assigned.iter().filter(|_| self.resume_from_checkpoints) {
             let name = checkpoint_name(&self.name, topic, *partition);
             let Some(last) = self.lake.checkpoint(&name).and_then(|v| v.as_i64()) else {
                 continue;
             };
-            if !self.resume_from_checkpoints {
-                continue;
-            }
             match tpl.set_partition_offset(topic, *partition, Offset::Offset(last + 1)) {
                 Ok(()) => {
                     tracing::info!(source = %self.name, topic, partition, offset = last + 1, "resuming from the lake's checkpoint");

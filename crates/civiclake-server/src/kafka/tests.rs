@@ -548,3 +548,40 @@ async fn a_client_setting_librdkafka_rejects_is_a_start_error() {
     assert!(e.contains("no.such.setting"), "{e}");
     lake.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saturated_lake_pauses_consumption_and_loses_nothing() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("ingest.air", 3, 1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let dir = tempfile::tempdir().unwrap();
+    let mut lake_config = LakeConfig::new(dir.path().join("data"));
+    lake_config.wal_fsync = false;
+    lake_config.max_buffered_rows = 100;
+    let lake = Lake::open(lake_config, OpenMode::ReadWrite).await.unwrap();
+    readings(&brokers, 0, 600);
+    let mut c = config(&brokers, "busy", &["ingest.air"]);
+    c.batch_max = 60;
+    let source = KafkaSource::start(c, ingest(dir.path(), &lake), lake.clone())
+        .await
+        .unwrap();
+    // Only flushes make room: until one runs, the source waits with the same batch.
+    wait_for("a saturated write", || source.stats().busy_retries > 0).await;
+    let buffered = total(&lake, "air");
+    assert!((100..=160).contains(&buffered), "{buffered}");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while total(&lake, "air") < 600 {
+        assert!(Instant::now() < deadline, "{:?}", source.stats());
+        lake.flush().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let stats = source.stats();
+    assert_eq!(
+        (stats.messages, stats.duplicates, stats.rows),
+        (600, 0, 600),
+        "{stats:?}"
+    );
+    source.stop().await;
+    assert_eq!(total(&lake, "air"), 600);
+    lake.shutdown().await.unwrap();
+}
