@@ -30,7 +30,7 @@ use rdkafka::error::{KafkaError as RdKafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{Offset, TopicPartitionList};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -59,6 +59,10 @@ fn default_batch_wait() -> Duration {
     Duration::from_millis(50)
 }
 
+fn human_duration_text<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&humantime::format_duration(*d).to_string())
+}
+
 fn human_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let text = String::deserialize(d)?;
     humantime::parse_duration(text.trim())
@@ -66,7 +70,7 @@ fn human_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D:
 }
 
 /// One `[[kafka.source]]`: a consumer group reading `topics` from `brokers`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaSourceConfig {
     /// Name of the source (`_dead_letters.source` is `kafka:<name>`, checkpoints are
@@ -90,7 +94,11 @@ pub struct KafkaSourceConfig {
     #[serde(default = "default_batch_max")]
     pub batch_max: usize,
     /// Longest wait for a batch to fill after its first message (`"50ms"`); default 50 ms.
-    #[serde(default = "default_batch_wait", deserialize_with = "human_duration")]
+    #[serde(
+        default = "default_batch_wait",
+        deserialize_with = "human_duration",
+        serialize_with = "human_duration_text"
+    )]
     pub batch_wait: Duration,
 }
 

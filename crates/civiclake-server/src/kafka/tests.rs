@@ -500,6 +500,10 @@ client_options = { "security.protocol" = "sasl_ssl", "sasl.mechanism" = "PLAIN" 
         (c.batch_max, c.batch_wait),
         (10, Duration::from_millis(250))
     );
+    // Written back through serde (as configuration layering does), it reads the same.
+    let text = toml::to_string(&c).unwrap();
+    assert!(text.contains("batch_wait = \"250ms\""), "{text}");
+    assert_eq!(toml::from_str::<KafkaSourceConfig>(&text).unwrap(), c);
     let unknown = toml::from_str::<KafkaSourceConfig>(
         "name = \"a\"\nbrokers = \"b:1\"\ngroup_id = \"g\"\ntopics = [\"t\"]\nbatchmax = 1",
     )
