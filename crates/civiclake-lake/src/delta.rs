@@ -21,7 +21,7 @@ use deltalake::operations::create::CreateBuilder;
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::table::state::DeltaTableState;
 use deltalake::{DeltaTableBuilder, TableProperty};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use url::Url;
 
 /// Application id of the WAL-coverage transaction.
@@ -201,14 +201,16 @@ impl DeltaHandle {
 
     /// Commits new files written by a flush, and the files it rewrote to apply deletes
     /// (`removed` replaced by some of `adds`; `deletes` describes them), widening the schema
-    /// if needed, and records that WAL segments up to `wal_segment` are in the table — all in
-    /// one commit.
+    /// if needed, and records that WAL segments up to `wal_segment` are in the table, and the
+    /// `versions` logged with the rows (one `txn` action each, app id = name) — all in one
+    /// commit.
     pub(crate) async fn commit_flush(
         &mut self,
         schema: &Schema,
         adds: Vec<Add>,
         removed: &[DataFile],
         wal_segment: u64,
+        versions: &BTreeMap<String, i64>,
         deletes: Option<String>,
     ) -> Result<()> {
         let mut actions = Vec::with_capacity(adds.len() + removed.len() + 1);
@@ -224,10 +226,18 @@ impl DeltaHandle {
         let now = chrono::Utc::now().timestamp_millis();
         actions.extend(removed.iter().map(|f| remove_action(f, true, now)));
         actions.extend(adds.into_iter().map(Action::Add));
-        let props = CommitProperties::default().with_application_transaction(Transaction::new(
+        let mut txns = vec![Transaction::new_with_last_update(
             WAL_APP_ID,
             i64::try_from(wal_segment).unwrap_or(i64::MAX),
-        ));
+            Some(now),
+        )];
+        txns.extend(
+            versions
+                .iter()
+                .filter(|(name, _)| name.as_str() != WAL_APP_ID)
+                .map(|(name, v)| Transaction::new_with_last_update(name, *v, Some(now))),
+        );
+        let props = CommitProperties::default().with_application_transactions(txns);
         let op = if removed.is_empty() {
             DeltaOperation::Write {
                 mode: SaveMode::Append,

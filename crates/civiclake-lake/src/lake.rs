@@ -259,6 +259,37 @@ impl Lake {
         get_or_create(&self.catalog, name).evolve(schema)
     }
 
+    /// The version of the transaction identifier `app_id` in the Delta log of `table`, read
+    /// from disk: the last value of checkpoint `app_id` written together with rows of the
+    /// table that a flush has committed (see [`Change::Checkpoint`]); for the WAL coverage,
+    /// app id [`crate::WAL_APP_ID`]. `None` when the table has no Delta log yet or the log has
+    /// no such transaction.
+    pub async fn delta_transaction_version(
+        &self,
+        table: &str,
+        app_id: &str,
+    ) -> Result<Option<i64>> {
+        validate_table_name(table).map_err(Error::InvalidWrite)?;
+        if !self.tables_dir.join(table).join("_delta_log").is_dir() {
+            return Ok(None);
+        }
+        let Some(handle) = delta::open(&table_url(&self.tables_dir, table)?).await? else {
+            return Ok(None);
+        };
+        Ok(handle
+            .state
+            .transaction_version(handle.log_store.as_ref(), app_id)
+            .await?)
+    }
+
+    /// A checker of row writes that does not write: see [`RowsCheck`].
+    pub fn rows_check(&self) -> RowsCheck<'_> {
+        RowsCheck {
+            lake: self,
+            schemas: BTreeMap::new(),
+        }
+    }
+
     /// A consistent view of `table` (buffer and files) for a query.
     pub fn snapshot(&self, table: &str) -> Result<Option<TableSnapshot>> {
         let Some(table) = self.catalog.read().get(table).cloned() else {
@@ -361,6 +392,8 @@ impl Lake {
                 !state.persisting.is_empty() || state.pending.iter().any(|p| p.segment <= segment)
             };
             if !has_work {
+                // Versions of rows deleted before they reached Delta: nothing carries them.
+                table.state.lock().persisting_versions.clear();
                 continue;
             }
             match self.persist(&table, segment).await {
@@ -473,6 +506,7 @@ impl Lake {
             taken,
             files,
             deletes,
+            versions,
         } = persisting;
         let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
         let mut guard = table.delta.lock().await;
@@ -495,10 +529,20 @@ impl Lake {
             let mut all_adds = rewrite.adds;
             all_adds.extend(adds);
             handle
-                .commit_flush(&schema, all_adds, &rewrite.removed, segment, description)
+                .commit_flush(
+                    &schema,
+                    all_adds,
+                    &rewrite.removed,
+                    segment,
+                    &versions,
+                    description,
+                )
                 .await?;
         }
         let mut state = table.state.lock();
+        // Only a flush (under the flush lock) adds to the persisting versions: all of them
+        // were taken by this commit.
+        state.persisting_versions.clear();
         state.persisting.drain(..taken);
         if state.persisting.is_empty() {
             state.persisting_segment = None;
@@ -671,6 +715,52 @@ impl Lake {
     }
 }
 
+/// Checks whether sets of rows can be written one after the other, without writing them:
+/// each admitted set widens the schemas the next ones are checked against, as the writes
+/// would. For a writer that must store what fits of many messages in one [`Lake::apply`]
+/// call (a message whose rows do not fit is set aside instead of failing the call).
+#[derive(Debug)]
+pub struct RowsCheck<'a> {
+    lake: &'a Lake,
+    schemas: BTreeMap<String, SchemaRef>,
+}
+
+impl RowsCheck<'_> {
+    /// Checks `rows` (table, batch) as a [`Change::Rows`] each, after the sets admitted
+    /// before: on success they are admitted (their new columns count for the next sets); on
+    /// error — the user error the write would give (bad table or column, type conflict) —
+    /// nothing is admitted.
+    pub fn admit(&mut self, rows: &[(String, RecordBatch)]) -> Result<()> {
+        let mut updated: BTreeMap<String, SchemaRef> = BTreeMap::new();
+        for (table, batch) in rows {
+            if batch.num_rows() == 0 {
+                continue;
+            }
+            validate_table_name(table).map_err(Error::InvalidWrite)?;
+            if table == CHECKPOINTS_TABLE {
+                return Err(Error::InvalidWrite(format!(
+                    "table '{CHECKPOINTS_TABLE}' is maintained by the lake: set checkpoints instead"
+                )));
+            }
+            crate::table::validate_batch(batch)?;
+            let current = match updated.get(table).or_else(|| self.schemas.get(table)) {
+                Some(s) => s.clone(),
+                None => self
+                    .lake
+                    .schema(table)
+                    .unwrap_or_else(|| Arc::new(Schema::empty())),
+            };
+            if let Some(merged) = crate::table::merge_schema(table, &current, &batch.schema())? {
+                updated.insert(table.clone(), Arc::new(merged));
+            } else {
+                updated.insert(table.clone(), current);
+            }
+        }
+        self.schemas.extend(updated);
+        Ok(())
+    }
+}
+
 /// What a flush takes of a table: the rows to write, the files as they are and the deletes
 /// of the segments the flush covers.
 #[derive(Debug)]
@@ -681,6 +771,8 @@ struct Persisting {
     taken: usize,
     files: Arc<Vec<DataFile>>,
     deletes: DeleteSet,
+    /// Versions logged with the rows (Delta `txn` actions of the commit).
+    versions: BTreeMap<String, i64>,
 }
 
 fn take_persisting(table: &Table, segment: u64) -> Result<Persisting> {
@@ -708,6 +800,7 @@ fn take_persisting(table: &Table, segment: u64) -> Result<Persisting> {
         taken: state.persisting.len(),
         files: state.files.clone(),
         deletes: DeleteSet::new(Arc::new(covered)),
+        versions: state.persisting_versions.clone(),
     })
 }
 

@@ -11,6 +11,7 @@ use civiclake_core::{
 };
 use object_store::path::Path;
 use parking_lot::Mutex;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Small batches at the end of the buffer are merged once there are this many.
@@ -62,6 +63,12 @@ pub(crate) struct TableState {
     pub(crate) files: Arc<Vec<DataFile>>,
     /// Deletes logged but not yet applied to `files`, in WAL order.
     pub(crate) pending: Arc<Vec<PendingDelete>>,
+    /// Versions (checkpoints with an integer value, e.g. Kafka offsets) logged in the same
+    /// WAL records as rows of `active`: name → latest version.
+    pub(crate) active_versions: BTreeMap<String, i64>,
+    /// The versions of the rows in `persisting`, committed to Delta with them as `txn`
+    /// actions (app id = name).
+    pub(crate) persisting_versions: BTreeMap<String, i64>,
 }
 
 /// A table: name and state behind a lock held only for short, non-blocking sections.
@@ -90,6 +97,8 @@ impl Table {
                 persisting_segment: None,
                 files: Arc::new(files),
                 pending: Arc::new(Vec::new()),
+                active_versions: BTreeMap::new(),
+                persisting_versions: BTreeMap::new(),
             }),
             delta: tokio::sync::Mutex::new(delta),
         }
@@ -151,9 +160,21 @@ impl Table {
         (from_active + from_persisting, reaches_files)
     }
 
-    /// Moves the active rows to the persisting set (on the WAL thread, at rotation).
+    /// Records that rows just appended were logged together with these versions (on the WAL
+    /// thread, in the same step as the append).
+    pub(crate) fn note_versions(&self, versions: &[(String, i64)]) {
+        let mut state = self.state.lock();
+        for (name, version) in versions {
+            state.active_versions.insert(name.clone(), *version);
+        }
+    }
+
+    /// Moves the active rows (and their versions) to the persisting set (on the WAL thread,
+    /// at rotation).
     pub(crate) fn start_persist(&self, segment: u64) {
         let mut state = self.state.lock();
+        let versions = std::mem::take(&mut state.active_versions);
+        state.persisting_versions.extend(versions);
         if state.active.is_empty() {
             return;
         }

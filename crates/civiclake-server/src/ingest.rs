@@ -8,6 +8,14 @@
 //! that cannot be decoded, is written to `_dead_letters` with the reason, in the same WAL
 //! record as the good rows. `deliver` returns when all of it is durable; only then does the
 //! source acknowledge.
+//!
+//! Routes are written with MQTT-style topics (`/` between levels). A Kafka topic's `.` are
+//! read as `/` when its route is looked up ([`route_topic`]): `ingest.air` takes the default
+//! route `ingest/{table}` to table `air`; `_dead_letters.topic` keeps the Kafka topic as it is.
+//!
+//! [`IngestService::deliver_with_checkpoints`] writes checkpoints (a Kafka source's offsets)
+//! in the same WAL record as the rows and dead letters of the messages: exactly-once for a
+//! source that can replay from a checkpoint.
 
 use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray, StringDictionaryBuilder};
 use arrow::datatypes::{DataType, Int32Type, Schema, SchemaRef};
@@ -15,11 +23,12 @@ use async_trait::async_trait;
 use civiclake_auth::{Permission, Principal};
 use civiclake_core::{
     DeliveryReport, ErrorClass, InboundMessage, IngestError, MessageSink, ModuleRegistry,
-    field_column, tag_column, time_column,
+    SourceKind, field_column, tag_column, time_column,
 };
 use civiclake_ingest::{DecodeOptions, PayloadFormat, RouteSet, SchemaLookup};
-use civiclake_lake::Lake;
+use civiclake_lake::{Change, Lake};
 use parking_lot::{Mutex, RwLock};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -115,12 +124,27 @@ impl SchemaLookup for LakeSchemas<'_> {
     }
 }
 
+/// The topic the routes of `message` are looked up with: its topic, with a Kafka topic's
+/// `.` turned into `/` (Kafka topic names cannot contain `/`; route patterns use it between
+/// levels, as MQTT does).
+pub fn route_topic(message: &InboundMessage) -> Cow<'_, str> {
+    match message.source {
+        SourceKind::Kafka(_) => Cow::Owned(message.topic.replace('.', "/")),
+        SourceKind::EmbeddedMqtt | SourceKind::ExternalMqtt(_) => Cow::Borrowed(&message.topic),
+    }
+}
+
+/// How many times a delivery re-checks its rows when a write still refuses them (another
+/// writer widened a table between the check and the write) before it gives up.
+const RECHECKS: usize = 3;
+
 /// What became of one message before the write.
 enum Plan {
     Ignored,
     Rows {
         route: String,
         batches: Vec<(String, RecordBatch)>,
+        redact: bool,
     },
     Dead {
         route: String,
@@ -227,7 +251,7 @@ impl IngestService {
     }
 
     fn plan(&self, routes: &RouteSet, message: &InboundMessage) -> Plan {
-        let Some(found) = routes.resolve(&message.topic) else {
+        let Some(found) = routes.resolve(&route_topic(message)) else {
             return Plan::Ignored;
         };
         let route = found.route.name().to_string();
@@ -274,23 +298,133 @@ impl IngestService {
                 .into_iter()
                 .map(|t| (t.table, t.batch))
                 .collect(),
+            redact,
         }
     }
 
-    /// Writes rows (merged per table and schema) and dead letters in one WAL record.
+    /// Writes rows (merged per table and schema), dead letters and checkpoints in one WAL
+    /// record.
     async fn write(
         &self,
-        rows: Vec<(String, RecordBatch)>,
-        dead: Vec<DeadLetter<'_>>,
-    ) -> Result<usize, civiclake_lake::Error> {
-        let mut writes = merge_batches(rows)?;
+        plans: &[Plan],
+        messages: &[InboundMessage],
+        checkpoints: &[(String, serde_json::Value)],
+    ) -> Result<(), civiclake_lake::Error> {
+        let rows: Vec<(String, RecordBatch)> = plans
+            .iter()
+            .filter_map(|p| match p {
+                Plan::Rows { batches, .. } => Some(batches.iter().cloned()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        let dead: Vec<DeadLetter<'_>> = messages
+            .iter()
+            .zip(plans)
+            .filter_map(|(message, plan)| match plan {
+                Plan::Dead {
+                    route,
+                    error,
+                    redact,
+                } => Some(DeadLetter {
+                    message,
+                    route: route.clone(),
+                    error: error.clone(),
+                    redact: *redact,
+                }),
+                _ => None,
+            })
+            .collect();
+        let mut changes: Vec<Change> = merge_batches(rows)?
+            .into_iter()
+            .map(|(table, batch)| Change::Rows { table, batch })
+            .collect();
         if !dead.is_empty() {
-            writes.push((DEAD_LETTERS_TABLE.to_string(), dead_letter_batch(&dead)?));
+            changes.push(Change::Rows {
+                table: DEAD_LETTERS_TABLE.to_string(),
+                batch: dead_letter_batch(&dead)?,
+            });
         }
-        if writes.is_empty() {
-            return Ok(0);
+        changes.extend(checkpoints.iter().map(|(name, value)| Change::Checkpoint {
+            name: name.clone(),
+            value: value.clone(),
+        }));
+        if changes.is_empty() {
+            return Ok(());
         }
-        self.lake.write(writes).await
+        self.lake.apply(changes).await.map(|_| ())
+    }
+
+    /// [`MessageSink::deliver`], with `checkpoints` (name, value) set in the same WAL record
+    /// as the rows and dead letters of `messages`: once this returns `Ok`, the messages and
+    /// the checkpoints are durable together; after an `Err` neither is (nothing of the call
+    /// was stored). A Kafka source passes its offsets (`kafka/<source>/<topic>/<partition>`
+    /// → the last offset delivered), so that after a crash it resumes exactly after the
+    /// messages the lake has. The checkpoints are written even when every message is ignored.
+    pub async fn deliver_with_checkpoints(
+        &self,
+        messages: &[InboundMessage],
+        checkpoints: Vec<(String, serde_json::Value)>,
+    ) -> Result<DeliveryReport, IngestError> {
+        let routes = self.routes();
+        let mut plans: Vec<Plan> = messages.iter().map(|m| self.plan(&routes, m)).collect();
+        // Fast path: the rows of every message, the dead letters and the checkpoints in one
+        // WAL record.
+        let mut result = self.write(&plans, messages, &checkpoints).await;
+        let mut rechecks = 0;
+        while let Err(e) = &result
+            && e.class() == ErrorClass::User
+            && rechecks < RECHECKS
+        {
+            // Messages disagree with each other (one makes a column a number, the next a
+            // string): keep, in order, the messages whose rows fit the tables as widened by
+            // the ones before; the others become dead letters — still in one WAL record.
+            rechecks += 1;
+            let mut check = self.lake.rows_check();
+            for plan in plans.iter_mut() {
+                let Plan::Rows {
+                    route,
+                    batches,
+                    redact,
+                } = plan
+                else {
+                    continue;
+                };
+                if let Err(e) = check.admit(batches) {
+                    *plan = Plan::Dead {
+                        route: route.clone(),
+                        error: e.to_string(),
+                        redact: *redact,
+                    };
+                }
+            }
+            result = self.write(&plans, messages, &checkpoints).await;
+        }
+        result.map_err(|e| lake_to_ingest(&e))?;
+        let mut report = DeliveryReport::default();
+        for plan in &plans {
+            match plan {
+                Plan::Ignored => report.ignored += 1,
+                Plan::Rows { route, batches, .. } => {
+                    let n: usize = batches.iter().map(|(_, b)| b.num_rows()).sum();
+                    let c = self.counters(route);
+                    c.messages.fetch_add(1, Ordering::Relaxed);
+                    c.rows.fetch_add(n as u64, Ordering::Relaxed);
+                    report.stored += 1;
+                    report.rows += n;
+                }
+                Plan::Dead { route, error, .. } => {
+                    tracing::debug!(route, error, "message dead-lettered");
+                    self.counters(route)
+                        .dead_letters
+                        .fetch_add(1, Ordering::Relaxed);
+                    report.dead_lettered += 1;
+                }
+            }
+        }
+        self.ignored
+            .fetch_add(report.ignored as u64, Ordering::Relaxed);
+        Ok(report)
     }
 }
 
@@ -318,87 +452,7 @@ fn lake_to_ingest(e: &civiclake_lake::Error) -> IngestError {
 #[async_trait]
 impl MessageSink for IngestService {
     async fn deliver(&self, messages: Vec<InboundMessage>) -> Result<DeliveryReport, IngestError> {
-        let routes = self.routes();
-        let mut plans: Vec<Plan> = messages.iter().map(|m| self.plan(&routes, m)).collect();
-        let dead_of = |plans: &[Plan]| -> Vec<DeadLetter<'_>> {
-            messages
-                .iter()
-                .zip(plans)
-                .filter_map(|(message, plan)| match plan {
-                    Plan::Dead {
-                        route,
-                        error,
-                        redact,
-                    } => Some(DeadLetter {
-                        message,
-                        route: route.clone(),
-                        error: error.clone(),
-                        redact: *redact,
-                    }),
-                    _ => None,
-                })
-                .collect()
-        };
-        let rows: Vec<(String, RecordBatch)> = plans
-            .iter()
-            .filter_map(|p| match p {
-                Plan::Rows { batches, .. } => Some(batches.iter().cloned()),
-                _ => None,
-            })
-            .flatten()
-            .collect();
-        // Fast path: the rows of every message and the dead letters in one WAL record.
-        match self.write(rows, dead_of(&plans)).await {
-            Ok(_) => {}
-            Err(e) if e.class() == ErrorClass::User => {
-                // Messages disagree with each other (one makes a column a number, the next
-                // a string): store them one by one; the ones that fail become dead letters.
-                for plan in plans.iter_mut() {
-                    let Plan::Rows { route, batches } = plan else {
-                        continue;
-                    };
-                    match self.write(batches.clone(), Vec::new()).await {
-                        Ok(_) => {}
-                        Err(e) if e.class() == ErrorClass::User => {
-                            *plan = Plan::Dead {
-                                route: route.clone(),
-                                error: e.to_string(),
-                                redact: false,
-                            };
-                        }
-                        Err(e) => return Err(lake_to_ingest(&e)),
-                    }
-                }
-                self.write(Vec::new(), dead_of(&plans))
-                    .await
-                    .map_err(|e| lake_to_ingest(&e))?;
-            }
-            Err(e) => return Err(lake_to_ingest(&e)),
-        }
-        let mut report = DeliveryReport::default();
-        for plan in &plans {
-            match plan {
-                Plan::Ignored => report.ignored += 1,
-                Plan::Rows { route, batches } => {
-                    let n: usize = batches.iter().map(|(_, b)| b.num_rows()).sum();
-                    let c = self.counters(route);
-                    c.messages.fetch_add(1, Ordering::Relaxed);
-                    c.rows.fetch_add(n as u64, Ordering::Relaxed);
-                    report.stored += 1;
-                    report.rows += n;
-                }
-                Plan::Dead { route, error, .. } => {
-                    tracing::debug!(route, error, "message dead-lettered");
-                    self.counters(route)
-                        .dead_letters
-                        .fetch_add(1, Ordering::Relaxed);
-                    report.dead_lettered += 1;
-                }
-            }
-        }
-        self.ignored
-            .fetch_add(report.ignored as u64, Ordering::Relaxed);
-        Ok(report)
+        self.deliver_with_checkpoints(&messages, Vec::new()).await
     }
 }
 
@@ -705,7 +759,7 @@ table = "phone_points"
     }
 
     #[tokio::test]
-    async fn messages_that_disagree_are_stored_one_by_one() {
+    async fn messages_that_disagree_keep_those_that_fit_in_one_record() {
         let (_dir, lake, svc) = service("").await;
         let report = svc
             .deliver(vec![
@@ -725,6 +779,106 @@ table = "phone_points"
             vec![r#"{"sensor":"b","reading":"high"}"#]
         );
         assert!(strings(&dead, "error")[0].contains("reading"));
+        lake.shutdown().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn kafka_topics_route_with_dots_and_checkpoints_share_the_record() {
+        let (_dir, lake, svc) = service(PHONE_ROUTE).await;
+        let mut bad = msg("ingest.air", "air,sensor=b pm25=");
+        bad.offset = Some(42);
+        let report = svc
+            .deliver_with_checkpoints(
+                &[
+                    msg("ingest.air", "air,sensor=a pm25=1.5 1767225600000000000"),
+                    bad,
+                    msg("other.topic", "{}"),
+                ],
+                vec![("kafka/k/ingest.air/2".into(), serde_json::json!(42))],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            report,
+            DeliveryReport {
+                stored: 1,
+                rows: 1,
+                dead_lettered: 1,
+                ignored: 1
+            }
+        );
+        assert_eq!(strings(&all_rows(&lake, "air"), "sensor"), vec!["a"]);
+        let dead = all_rows(&lake, DEAD_LETTERS_TABLE);
+        assert_eq!(strings(&dead, "topic"), vec!["ingest.air"]);
+        assert_eq!(strings(&dead, "offset"), vec!["42"]);
+        assert_eq!(
+            lake.checkpoint("kafka/k/ingest.air/2"),
+            Some(serde_json::json!(42))
+        );
+        // MQTT topics are matched as they are.
+        let mut mqtt = msg("ingest.air", "air,sensor=c pm25=1 1767225600000000000");
+        mqtt.source = SourceKind::EmbeddedMqtt;
+        assert_eq!(route_topic(&mqtt), "ingest.air");
+        assert_eq!(svc.deliver(vec![mqtt]).await.unwrap().ignored, 1);
+        // Checkpoints alone (every message ignored) are still written.
+        svc.deliver_with_checkpoints(
+            &[msg("other.topic", "{}")],
+            vec![("kafka/k/other.topic/0".into(), serde_json::json!(7))],
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            lake.checkpoint("kafka/k/other.topic/0"),
+            Some(serde_json::json!(7))
+        );
+        lake.shutdown().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_phone_message_refused_by_its_table_is_still_redacted() {
+        let (_dir, lake, svc) = service(PHONE_ROUTE).await;
+        // `lat` made a string column: the decoded floats conflict with it.
+        let schema = Arc::new(Schema::new(vec![
+            time_column(),
+            field_column("lat", DataType::Utf8),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(
+                    arrow::array::TimestampMicrosecondArray::from(vec![1]).with_timezone("UTC"),
+                ),
+                Arc::new(StringArray::from(vec!["north"])),
+            ],
+        )
+        .unwrap();
+        lake.write(vec![("phone_points".into(), batch)])
+            .await
+            .unwrap();
+        let report = svc
+            .deliver_with_checkpoints(
+                &[
+                    msg(
+                        "phones/app1",
+                        r#"{"device_id":"PHONE-SECRET-ID","points":[{"lat":43.9,"lon":11.1}]}"#,
+                    ),
+                    msg("ingest/air", "air,sensor=a pm25=1.5 1767225600000000000"),
+                ],
+                vec![("kafka/k/t/0".into(), serde_json::json!(3))],
+            )
+            .await
+            .unwrap();
+        assert_eq!((report.stored, report.dead_lettered), (1, 1));
+        let dead = all_rows(&lake, DEAD_LETTERS_TABLE);
+        assert_eq!(strings(&dead, "payload_encoding"), vec!["redacted"]);
+        assert!(!strings(&dead, "payload")[0].contains("PHONE-SECRET-ID"));
+        assert!(
+            strings(&dead, "error")[0].contains("column 'lat'"),
+            "{:?}",
+            strings(&dead, "error")
+        );
+        assert_eq!(strings(&all_rows(&lake, "air"), "sensor"), vec!["a"]);
+        assert_eq!(lake.checkpoint("kafka/k/t/0"), Some(serde_json::json!(3)));
         lake.shutdown().await.unwrap();
     }
 

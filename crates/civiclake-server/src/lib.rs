@@ -9,6 +9,7 @@
 
 pub mod config;
 pub mod ingest;
+pub mod kafka;
 mod mqtt;
 mod platform;
 

@@ -72,7 +72,10 @@ pub enum Change {
         /// The condition.
         predicate: RowPredicate,
     },
-    /// The checkpoint `name` takes `value` (pipeline state, Kafka offsets).
+    /// The checkpoint `name` takes `value` (pipeline state, Kafka offsets). A value that is a
+    /// JSON integer ≥ 0 is a *version*: the Delta commit that flushes the rows written by the
+    /// same [`Lake::apply`] call carries it as a transaction identifier (`txn` action, app id
+    /// = `name`), see [`Lake::delta_transaction_version`].
     Checkpoint {
         /// Checkpoint name (1–256 bytes, no control characters).
         name: String,
@@ -129,18 +132,31 @@ pub(super) enum Op {
 
 /// Applies checked changes in order (on the WAL thread, or at replay) to the buffers, the
 /// pending deletes and the checkpoint map.
+///
+/// The checkpoints of the record whose value is a version (a JSON integer ≥ 0, e.g. a Kafka
+/// offset) are noted on every table the record appends rows to: the flush that commits those
+/// rows to Delta records each as a `txn` action (app id = checkpoint name, version = value).
 pub(super) fn apply_ops(ops: Vec<Op>, segment: u64, checkpoints: &Checkpoints) -> ChangeOutcome {
     let mut out = ChangeOutcome::default();
+    let mut written: Vec<Arc<Table>> = Vec::new();
+    let mut versions: Vec<(String, i64)> = Vec::new();
+    let mut note_written = |table: &Arc<Table>| {
+        if !written.iter().any(|t| Arc::ptr_eq(t, table)) {
+            written.push(table.clone());
+        }
+    };
     for op in ops {
         match op {
             Op::Rows { table, batch } => {
                 out.rows_written += batch.num_rows();
+                note_written(&table);
                 table.append(batch);
             }
             Op::Replace { table, keys, batch } => {
                 let (deleted, _) = table.delete(DeleteKind::Keys(keys), segment);
                 out.buffer_rows_deleted += deleted;
                 out.rows_written += batch.num_rows();
+                note_written(&table);
                 table.append(batch);
             }
             Op::Delete { table, predicate } => {
@@ -157,8 +173,16 @@ pub(super) fn apply_ops(ops: Vec<Op>, segment: u64, checkpoints: &Checkpoints) -
             } => {
                 table.delete(DeleteKind::Keys(keys), segment);
                 table.append(batch);
+                if let Some(version) = value.as_i64().filter(|v| *v >= 0) {
+                    versions.push((name.clone(), version));
+                }
                 checkpoints.write().insert(name, value);
             }
+        }
+    }
+    if !versions.is_empty() {
+        for table in &written {
+            table.note_versions(&versions);
         }
     }
     out

@@ -642,3 +642,152 @@ async fn deletes_report_unknown_tables_and_bad_predicates() {
     assert_eq!(lake.checkpoint("air/offset"), Some(json!(3)));
     lake.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn versions_logged_with_rows_become_delta_transactions_of_their_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = open(dir.path()).await;
+    let rows = |table: &str, batch: RecordBatch| Change::Rows {
+        table: table.into(),
+        batch,
+    };
+    let cp = |name: &str, value: Value| Change::Checkpoint {
+        name: name.into(),
+        value,
+    };
+    lake.apply(vec![
+        rows("air", series("a", 0, 3, 0.0)),
+        cp("kafka/k/ingest.air/0", json!(2)),
+        cp("kafka/k/ingest.air/1", json!(10)),
+    ])
+    .await
+    .unwrap();
+    // The later record wins; a non-integer or negative value is no version; `noise` only
+    // carries the version of its own record.
+    lake.apply(vec![
+        cp("kafka/k/ingest.air/0", json!(5)),
+        rows("air", series("a", 10, 2, 0.0)),
+        rows("noise", series("n", 0, 1, 0.0)),
+        cp("pipeline/state", json!({"at": 5})),
+        cp("pipeline/negative", json!(-1)),
+    ])
+    .await
+    .unwrap();
+    // A checkpoint without rows notes nothing.
+    lake.set_checkpoint("kafka/k/ingest.air/2", json!(99))
+        .await
+        .unwrap();
+    assert_eq!(
+        lake.delta_transaction_version("air", "kafka/k/ingest.air/0")
+            .await
+            .unwrap(),
+        None
+    );
+
+    // Versions replay with their rows after a crash.
+    crash(lake);
+    let lake = open(dir.path()).await;
+    lake.flush().await.unwrap();
+    let version = |table: &'static str, app: &'static str| {
+        let lake = lake.clone();
+        async move { lake.delta_transaction_version(table, app).await.unwrap() }
+    };
+    assert_eq!(version("air", "kafka/k/ingest.air/0").await, Some(5));
+    assert_eq!(version("air", "kafka/k/ingest.air/1").await, Some(10));
+    assert_eq!(version("air", "kafka/k/ingest.air/2").await, None);
+    assert_eq!(version("air", "pipeline/state").await, None);
+    assert_eq!(version("air", "pipeline/negative").await, None);
+    assert_eq!(version("noise", "kafka/k/ingest.air/0").await, Some(5));
+    assert_eq!(version("noise", "kafka/k/ingest.air/1").await, None);
+    assert!(version("noise", crate::WAL_APP_ID).await.is_some());
+    assert_eq!(version("nothing", "kafka/k/ingest.air/0").await, None);
+    assert!(last_commit_actions(dir.path(), "air").contains(&"txn".to_string()));
+
+    // The next flush carries only what was written since; earlier versions stay in the log.
+    lake.apply(vec![
+        rows("air", series("a", 20, 1, 0.0)),
+        cp("kafka/k/ingest.air/1", json!(11)),
+    ])
+    .await
+    .unwrap();
+    lake.flush().await.unwrap();
+    assert_eq!(version("air", "kafka/k/ingest.air/0").await, Some(5));
+    assert_eq!(version("air", "kafka/k/ingest.air/1").await, Some(11));
+    assert!(lake.snapshot("air").unwrap().unwrap().batches.is_empty());
+    let air = lake.catalog.read().get("air").cloned().unwrap();
+    assert!(air.state.lock().persisting_versions.is_empty());
+    lake.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn rows_check_admits_what_fits_after_what_was_admitted() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = open(dir.path()).await;
+    lake.write(vec![("air".into(), series("a", 0, 1, 0.0))])
+        .await
+        .unwrap();
+    let text = |table: &str, column: &str| {
+        let schema = Arc::new(Schema::new(vec![
+            time_column(),
+            field_column(column, DataType::Utf8),
+        ]));
+        (
+            table.to_string(),
+            RecordBatch::try_new(
+                schema,
+                vec![
+                    Arc::new(TimestampMicrosecondArray::from(vec![1]).with_timezone("UTC")),
+                    Arc::new(StringArray::from(vec!["x"])),
+                ],
+            )
+            .unwrap(),
+        )
+    };
+    let mut check = lake.rows_check();
+    // `v` is a float in the table.
+    let err = check.admit(&[text("air", "v")]).unwrap_err();
+    assert_eq!(err.class(), ErrorClass::User);
+    assert!(
+        err.to_string()
+            .contains("column 'v' of table 'air' is float"),
+        "{err}"
+    );
+    // A new table's first columns count for the next sets, a failed set admits nothing.
+    check.admit(&[text("fresh", "w")]).unwrap();
+    assert!(
+        check
+            .admit(&[
+                text("other", "z"),
+                ("fresh".into(), series("s", 0, 1, 0.0)),
+                text("air", "v")
+            ])
+            .is_err()
+    );
+    check.admit(&[text("other", "v")]).unwrap();
+    let err = check
+        .admit(&[("fresh".into(), {
+            let schema = Arc::new(Schema::new(vec![
+                time_column(),
+                field_column("w", DataType::Float64),
+            ]));
+            RecordBatch::try_new(
+                schema,
+                vec![
+                    Arc::new(TimestampMicrosecondArray::from(vec![1]).with_timezone("UTC")),
+                    Arc::new(Float64Array::from(vec![1.0])),
+                ],
+            )
+            .unwrap()
+        })])
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("column 'w' of table 'fresh' is string"),
+        "{err}"
+    );
+    assert!(check.admit(&[text(CHECKPOINTS_TABLE, "x")]).is_err());
+    assert!(check.admit(&[text("9bad", "x")]).is_err());
+    // Nothing was written.
+    assert!(lake.schema("fresh").is_none());
+    lake.shutdown().await.unwrap();
+}
