@@ -7,6 +7,7 @@ mod browser;
 mod cli;
 mod durability;
 mod http_api;
+mod kafka;
 mod mqtt;
 mod platform;
 mod server;

@@ -70,6 +70,7 @@ fn config(dir: &Path) -> Config {
         phone_key_file: dir.join("phone.key"),
         phone_key_daily: true,
         mqtt_sources: Vec::new(),
+        kafka_sources: Vec::new(),
     }
 }
 

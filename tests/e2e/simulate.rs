@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-fn run(args: &[&str]) -> (bool, String, String) {
+pub(crate) fn run(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(binary())
         .args(args)
         .output()
@@ -29,7 +29,7 @@ fn printed_counts(out: &str) -> BTreeMap<String, u64> {
         .collect()
 }
 
-const TABLES: [&str; 5] = ["air", "noise", "traffic", "parking", "waste"];
+pub(crate) const TABLES: [&str; 5] = ["air", "noise", "traffic", "parking", "waste"];
 
 #[test]
 fn simulate_publishes_to_a_server() {

@@ -312,6 +312,17 @@ pub struct MqttSettings {
     pub source: Vec<Value>,
 }
 
+/// Kafka consumers.
+#[derive(Debug, Clone, Default, Args, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaSettings {
+    /// Kafka consumer groups: `[[kafka.source]]` entries, in the TOML file only (see
+    /// `civiclake_server::kafka::KafkaSourceConfig` and the example file).
+    #[arg(skip)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub source: Vec<Value>,
+}
+
 /// Routes from broker topics to tables, and payload handling.
 #[derive(Debug, Clone, Default, Args, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -427,6 +438,9 @@ pub struct ServeSettings {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub ingest: IngestSettings,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub kafka: KafkaSettings,
 }
 
 /// `civiclake serve` arguments: a config file and the settings.
@@ -473,6 +487,8 @@ pub struct Config {
     pub phone_key_daily: bool,
     /// Subscriptions to external MQTT brokers.
     pub mqtt_sources: Vec<civiclake_mqtt::MqttSourceConfig>,
+    /// Kafka consumers.
+    pub kafka_sources: Vec<crate::kafka::KafkaSourceConfig>,
 }
 
 /// The defaults, as a fully populated settings value.
@@ -529,6 +545,7 @@ pub fn defaults() -> ServeSettings {
             phone_key_file: Some(PathBuf::new()),
             phone_key_rotation: Some("daily".into()),
         },
+        kafka: KafkaSettings { source: Vec::new() },
     }
 }
 
@@ -648,6 +665,21 @@ impl ServeArgs {
             }
             mqtt_sources.push(source);
         }
+        let mut kafka_sources: Vec<crate::kafka::KafkaSourceConfig> = Vec::new();
+        for (i, raw) in s.kafka.source.iter().enumerate() {
+            let source: crate::kafka::KafkaSourceConfig = serde_json::from_value(raw.clone())
+                .map_err(|e| ConfigError(format!("[[kafka.source]] number {}: {e}", i + 1)))?;
+            source
+                .validate()
+                .map_err(|e| ConfigError(format!("[[kafka.source]] number {}: {e}", i + 1)))?;
+            if kafka_sources.iter().any(|k| k.name == source.name) {
+                return Err(ConfigError(format!(
+                    "[[kafka.source]] name {:?} is used twice",
+                    source.name
+                )));
+            }
+            kafka_sources.push(source);
+        }
         Ok(Config {
             http_addr,
             insecure_no_auth,
@@ -670,6 +702,7 @@ impl ServeArgs {
             phone_key_file,
             phone_key_daily,
             mqtt_sources,
+            kafka_sources,
         })
     }
 }
@@ -789,6 +822,21 @@ const SOURCES_EXAMPLE: &str = r#"# Subscriptions to external MQTT brokers (MQTT 
 # keep_alive_secs = 30
 # batch_max = 1000                 # messages stored per WAL write
 # max_packet_bytes = 1048576
+
+# Kafka consumer groups, exactly once into the lake: the consumed offsets are logged with the
+# rows (checkpoint kafka/<name>/<topic>/<partition>, a Delta txn action at flush) and a
+# restart or rebalance resumes from them; the group's own offsets follow. Kafka topics are
+# routed with "." read as "/": ingest.air takes the default route ingest/{table}.
+# [[kafka.source]]
+# name = "city-kafka"
+# brokers = "kafka1:9092,kafka2:9092"
+# group_id = "civiclake"
+# topics = ["ingest.air", "city.traffic.counts"]
+# batch_max = 5000                 # messages per WAL write
+# batch_wait = "50ms"              # longest wait to fill a batch
+# [kafka.source.client_options]    # extra librdkafka settings
+# "security.protocol" = "SASL_SSL"
+# "sasl.mechanism" = "SCRAM-SHA-512"
 "#;
 
 #[cfg(test)]

@@ -829,3 +829,69 @@ pub fn binary_cloudevent(headers: &[(String, Vec<u8>)], payload: &[u8]) -> Optio
 
 #[cfg(test)]
 mod tests;
+
+/// The Kafka sources' counters on `/metrics`, labelled by source name.
+#[derive(Debug)]
+pub(crate) struct KafkaMetrics(pub(crate) Vec<std::sync::Weak<KafkaSource>>);
+
+impl civiclake_api::MetricsSource for KafkaMetrics {
+    fn render(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let stats: Vec<(String, KafkaStats)> = self
+            .0
+            .iter()
+            .filter_map(std::sync::Weak::upgrade)
+            .map(|s| (s.name().to_string(), s.stats()))
+            .collect();
+        type Pick = fn(&KafkaStats) -> u64;
+        let families: [(&str, &str, &str, Pick); 6] = [
+            (
+                "civiclake_kafka_messages_total",
+                "counter",
+                "Messages consumed from Kafka.",
+                |s| s.messages,
+            ),
+            (
+                "civiclake_kafka_duplicates_total",
+                "counter",
+                "Messages dropped because the lake already had their offset.",
+                |s| s.duplicates,
+            ),
+            (
+                "civiclake_kafka_rows_total",
+                "counter",
+                "Rows written from Kafka messages.",
+                |s| s.rows,
+            ),
+            (
+                "civiclake_kafka_dead_letters_total",
+                "counter",
+                "Kafka messages written to _dead_letters.",
+                |s| s.dead_lettered,
+            ),
+            (
+                "civiclake_kafka_retries_total",
+                "counter",
+                "Batches retried because the lake was saturated or unavailable.",
+                |s| s.busy_retries + s.unavailable_retries,
+            ),
+            (
+                "civiclake_kafka_assigned_partitions",
+                "gauge",
+                "Partitions assigned to this consumer now.",
+                |s| s.assigned_partitions,
+            ),
+        ];
+        for (name, kind, help, pick) in families {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (source, s) in &stats {
+                let _ = writeln!(
+                    out,
+                    "{name}{{source=\"{}\"}} {}",
+                    source.replace('\\', "\\\\").replace('"', "\\\""),
+                    pick(s)
+                );
+            }
+        }
+    }
+}

@@ -53,6 +53,9 @@ pub enum Error {
         /// What went wrong.
         reason: String,
     },
+    /// A Kafka source cannot start.
+    #[error("Kafka source: {0}")]
+    Kafka(#[from] kafka::KafkaError),
     /// An external MQTT source cannot start.
     #[error("MQTT source: {0}")]
     MqttSource(#[from] civiclake_mqtt::SourceError),
@@ -105,6 +108,7 @@ pub struct Server {
     broker: Option<Arc<civiclake_mqtt::EmbeddedBroker>>,
     bridge: Option<tokio::task::JoinHandle<()>>,
     mqtt_sources: Vec<Arc<civiclake_mqtt::MqttSource>>,
+    kafka_sources: Vec<Arc<kafka::KafkaSource>>,
 }
 
 /// Writes tokens' last-use times every 10 seconds, and once more at shutdown.
@@ -217,12 +221,24 @@ impl Server {
                 sink,
             )?));
         }
+        let mut kafka_sources = Vec::new();
+        for source in &config.kafka_sources {
+            tracing::info!(source = source.name, brokers = source.brokers, topics = ?source.topics, "consuming from Kafka");
+            kafka_sources.push(Arc::new(
+                kafka::KafkaSource::start(source.clone(), ingest.clone(), lake.clone()).await?,
+            ));
+        }
         let bridge = broker
             .clone()
             .map(|b| tokio::spawn(mqtt::forward_router_to_mqtt(router.clone(), b)));
         let mut metric_sources: Vec<Arc<dyn civiclake_api::MetricsSource>> = vec![ingest.clone()];
         if let Some(b) = &broker {
             metric_sources.push(Arc::new(mqtt::BrokerMetrics(Arc::downgrade(b))));
+        }
+        if !kafka_sources.is_empty() {
+            metric_sources.push(Arc::new(kafka::KafkaMetrics(
+                kafka_sources.iter().map(Arc::downgrade).collect(),
+            )));
         }
         if !mqtt_sources.is_empty() {
             metric_sources.push(Arc::new(mqtt::SourceMetrics(
@@ -281,6 +297,7 @@ impl Server {
             broker,
             bridge,
             mqtt_sources,
+            kafka_sources,
         })
     }
 
@@ -328,6 +345,12 @@ impl Server {
         // The bridge ends with the router and lets go of the broker; then the broker stops,
         // storing (and acknowledging) what its clients already sent while the lake still
         // takes writes.
+        for source in self.kafka_sources {
+            match Arc::try_unwrap(source) {
+                Ok(source) => source.stop().await,
+                Err(shared) => drop(shared),
+            }
+        }
         for source in self.mqtt_sources {
             match Arc::try_unwrap(source) {
                 Ok(source) => source.stop().await,
