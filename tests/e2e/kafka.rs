@@ -24,7 +24,7 @@ fn kafka_end_to_end(brokers: &str, group: &str) {
     ]);
     assert!(ok, "simulate: {err}");
     assert!(out.contains("simulated 120 rows"), "{out}");
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().expect("tempdir");
     let topics: Vec<String> = TABLES.iter().map(|t| format!("\"ingest.{t}\"")).collect();
     let config = dir.path().join("civiclake.toml");
     std::fs::write(
@@ -34,8 +34,8 @@ fn kafka_end_to_end(brokers: &str, group: &str) {
             topics.join(", ")
         ),
     )
-    .unwrap();
-    let env = [("CIVICLAKE_CONFIG", config.to_str().unwrap())];
+    .expect("write the config");
+    let env = [("CIVICLAKE_CONFIG", config.to_str().expect("UTF-8 path"))];
     let mut server = TestServer::start(dir.path(), &env);
     let total = |s: &TestServer| -> f64 {
         TABLES
@@ -73,9 +73,9 @@ fn kafka_end_to_end(brokers: &str, group: &str) {
     let metrics = TestServer::client()
         .get(format!("{}/metrics", server.url))
         .send()
-        .unwrap()
+        .expect("metrics")
         .text()
-        .unwrap();
+        .expect("metrics text");
     assert!(
         metrics.contains("civiclake_kafka_messages_total{source=\"city\"}"),
         "{metrics}"
