@@ -35,6 +35,10 @@ pub(crate) struct Settings {
     pub(crate) no_influx: bool,
     /// Messages (one reading each) published by the MQTT part.
     pub(crate) mqtt_messages: usize,
+    /// Readings the Kafka part produces.
+    pub(crate) kafka_rows: usize,
+    /// Readings per Kafka message.
+    pub(crate) kafka_lines: usize,
 }
 
 /// One query of `benches/queries`.

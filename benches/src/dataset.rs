@@ -71,6 +71,24 @@ impl Dataset {
         Self::generate(config, batch)
     }
 
+    /// Every reading as (table, line-protocol line), in arrival order: what a gateway sends
+    /// one message at a time.
+    pub(crate) fn readings(&self) -> impl Iterator<Item = (String, &[u8])> {
+        self.lp.iter().flat_map(|request| {
+            request
+                .body
+                .split(|&b| b == b'\n')
+                .filter(|l| !l.is_empty())
+                .map(|line| {
+                    let table = line
+                        .iter()
+                        .position(|&b| b == b',' || b == b' ')
+                        .map_or(line, |p| &line[..p]);
+                    (String::from_utf8_lossy(table).into_owned(), line)
+                })
+        })
+    }
+
     /// Bytes of all the line protocol.
     pub(crate) fn lp_bytes(&self) -> u64 {
         self.lp_bytes_per_table.values().sum()

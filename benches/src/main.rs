@@ -28,7 +28,7 @@ use std::time::Instant;
 #[derive(Debug, Parser)]
 #[command(
     about = "civiclake benchmark suite",
-    after_help = "Parts (run in this order by `all`):\n  ingest-lp     bulk ingest, HTTP line protocol\n  ingest-arrow  bulk ingest, HTTP Arrow IPC\n  influx        the same line protocol into InfluxDB 1.x\n  queries       the query set hot and cold, next to DuckDB\n  storage       bytes per row and column after compaction\n  queries-live  the query set while rows stream in\n  freshness     write to visible in a query\n  mqtt          QoS 1 msg/s through the embedded MQTT broker, freshness"
+    after_help = "Parts (run in this order by `all`):\n  ingest-lp     bulk ingest, HTTP line protocol\n  ingest-arrow  bulk ingest, HTTP Arrow IPC\n  influx        the same line protocol into InfluxDB 1.x\n  queries       the query set hot and cold, next to DuckDB\n  storage       bytes per row and column after compaction\n  queries-live  the query set while rows stream in\n  freshness     write to visible in a query\n  mqtt          QoS 1 msg/s through the embedded MQTT broker, freshness\n  kafka         rows/s consumed from pre-filled Kafka topics"
 )]
 struct Args {
     /// Parts to run: `all`, or part names (see below).
@@ -76,6 +76,12 @@ struct Args {
     /// Messages (one reading each) the MQTT part publishes.
     #[arg(long, default_value_t = 2_000_000)]
     mqtt_messages: usize,
+    /// Readings the Kafka part produces before civiclake consumes them.
+    #[arg(long, default_value_t = 5_000_000)]
+    kafka_rows: usize,
+    /// Readings per Kafka message (the producer's batching).
+    #[arg(long, default_value_t = 1000)]
+    kafka_lines: usize,
     /// Write the report to benches/RESULTS.md and benches/results/<date>-<commit>.json.
     #[arg(long)]
     write_results: bool,
@@ -159,6 +165,8 @@ fn run(args: Args) -> Result<(), String> {
         live_rate: args.live_rate,
         freshness_samples: args.freshness_samples,
         mqtt_messages: args.mqtt_messages,
+        kafka_rows: args.kafka_rows,
+        kafka_lines: args.kafka_lines,
         venv: args.venv.clone(),
         no_influx: args.no_influx,
     };

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 /// A running `civiclake serve`.
 pub(crate) struct Civiclake {
     bin: PathBuf,
+    config: Option<PathBuf>,
     child: Child,
     /// Its data directory.
     pub(crate) data: PathBuf,
@@ -27,13 +28,27 @@ pub(crate) struct Civiclake {
 impl Civiclake {
     /// Starts the binary on a fresh (or existing) data directory.
     pub(crate) fn start(bin: &Path, data: &Path) -> Result<Self, String> {
-        let (child, url, mqtt) = spawn(bin, data)?;
+        Self::start_inner(bin, data, None)
+    }
+
+    /// Starts the binary with a configuration file (`--config`).
+    pub(crate) fn start_with_config(
+        bin: &Path,
+        data: &Path,
+        config: &Path,
+    ) -> Result<Self, String> {
+        Self::start_inner(bin, data, Some(config))
+    }
+
+    fn start_inner(bin: &Path, data: &Path, config: Option<&Path>) -> Result<Self, String> {
+        let (child, url, mqtt) = spawn(bin, data, config)?;
         let http = reqwest::blocking::Client::builder()
             .timeout(Duration::from_secs(3600))
             .build()
             .map_err(|e| e.to_string())?;
         Ok(Self {
             bin: bin.to_path_buf(),
+            config: config.map(Path::to_path_buf),
             child,
             data: data.to_path_buf(),
             url,
@@ -48,7 +63,7 @@ impl Civiclake {
     pub(crate) fn restart(&mut self) -> Result<(), String> {
         self.peak_rss = self.peak_rss.max(self.peak_rss_now());
         self.stop();
-        let (child, url, mqtt) = spawn(&self.bin, &self.data)?;
+        let (child, url, mqtt) = spawn(&self.bin, &self.data, self.config.as_deref())?;
         self.child = child;
         self.url = url;
         self.mqtt = mqtt;
@@ -166,8 +181,16 @@ fn json_answer(
     serde_json::from_str(&text).map_err(|e| format!("{path}: {e}: {text}"))
 }
 
-fn spawn(bin: &Path, data: &Path) -> Result<(Child, String, Option<String>), String> {
-    let mut child = Command::new(bin)
+fn spawn(
+    bin: &Path,
+    data: &Path,
+    config: Option<&Path>,
+) -> Result<(Child, String, Option<String>), String> {
+    let mut command = Command::new(bin);
+    if let Some(config) = config {
+        command.env("CIVICLAKE_CONFIG", config);
+    }
+    let mut child = command
         .args([
             "serve",
             "--insecure-no-auth",

@@ -478,9 +478,9 @@ fn table_grants_shape_the_sql_catalog() {
         &admin,
         "SELECT count(*) AS n FROM information_schema.tables WHERE table_schema = 'public'",
     );
-    // The admin sees both tables, the `_checkpoints` system table and the four modules'
-    // events tables.
-    assert_eq!(v[0]["n"], 7);
+    // The admin sees both tables, the `_checkpoints` and `_dead_letters` system tables and
+    // the four modules' events tables.
+    assert_eq!(v[0]["n"], 8);
     // Read-only: no DDL, DML or statements.
     for sql in [
         "CREATE VIEW v AS SELECT * FROM air_quality",

@@ -284,6 +284,7 @@ fn browser_home_page_shows_the_tables_and_works_with_the_keyboard() {
         browser.texts("tbody th.name"),
         [
             "_checkpoints",
+            "_dead_letters",
             "air",
             "bus_catalog_events",
             "council_events",
@@ -295,7 +296,7 @@ fn browser_home_page_shows_the_tables_and_works_with_the_keyboard() {
     );
     assert_eq!(
         browser.texts("tbody td.rows"),
-        ["0", "1,234", "0", "0", "0", "0", "2"]
+        ["0", "0", "1,234", "0", "0", "0", "0", "2"]
     );
     assert_eq!(browser.texts("#total-rows"), ["1,236"]);
 

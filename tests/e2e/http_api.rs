@@ -380,6 +380,7 @@ fn openapi_health_metrics_and_tables() {
         names,
         [
             "_checkpoints",
+            "_dead_letters",
             "air",
             "bus_catalog_events",
             "council_events",
@@ -387,7 +388,7 @@ fn openapi_health_metrics_and_tables() {
             "school_events"
         ]
     );
-    let air = &tables[1];
+    let air = &tables[2];
     assert_eq!(air["files"], 1);
     assert_eq!(air["buffered_rows"], 0);
     assert_eq!(

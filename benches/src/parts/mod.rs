@@ -5,6 +5,7 @@
 mod freshness;
 mod influx;
 mod ingest;
+mod kafka;
 mod mqtt;
 mod queries;
 mod storage;
@@ -41,6 +42,7 @@ pub(crate) fn all() -> Vec<Box<dyn Part>> {
         Box::new(queries::UnderIngest),
         Box::new(freshness::Freshness),
         Box::new(mqtt::MqttEndToEnd),
+        Box::new(kafka::KafkaConsume),
     ]
 }
 

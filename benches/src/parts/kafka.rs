@@ -1,0 +1,168 @@
+//! Kafka: rows/s consumed from pre-filled topics. The harness starts librdkafka's mock
+//! cluster in its own process, fills `ingest.<table>` with the city's readings (line
+//! protocol, `--kafka-lines` readings per message: the producer batches), then starts
+//! civiclake with a `[[kafka.source]]` on those topics and waits until SQL counts every row.
+//! Each consumed batch is written with its offsets in one WAL record (exactly once).
+
+use super::{Part, Section};
+use crate::ctx::Ctx;
+use crate::server::{Civiclake, fresh_dir};
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// `kafka`: rows/s from a pre-filled topic.
+pub(crate) struct KafkaConsume;
+
+fn produce(brokers: &str, messages: &[(String, Vec<u8>)]) -> Result<(), String> {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "5")
+        .set("queue.buffering.max.messages", "1000000")
+        .set("queue.buffering.max.kbytes", "2097151")
+        .create()
+        .map_err(|e| format!("producer: {e}"))?;
+    for (topic, payload) in messages {
+        let mut record = BaseRecord::<(), [u8]>::to(topic).payload(payload.as_slice());
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(
+                        rdkafka::types::RDKafkaErrorCode::QueueFull,
+                    ),
+                    r,
+                )) => {
+                    record = r;
+                    producer.poll(Duration::from_millis(50));
+                }
+                Err((e, _)) => return Err(format!("produce: {e}")),
+            }
+        }
+        producer.poll(Duration::ZERO);
+    }
+    producer
+        .flush(Duration::from_secs(300))
+        .map_err(|e| format!("flush: {e}"))
+}
+
+impl Part for KafkaConsume {
+    fn name(&self) -> &'static str {
+        "kafka"
+    }
+    fn about(&self) -> &'static str {
+        "Kafka: rows/s consumed from pre-filled topics (librdkafka mock cluster)"
+    }
+    fn run(&self, ctx: &mut Ctx) -> Result<Section, String> {
+        let per_message = ctx.settings.kafka_lines.max(1);
+        let limit = ctx.settings.kafka_rows;
+        // Readings grouped by table, `per_message` lines per message, topic ingest.<table>.
+        let mut buffers: BTreeMap<String, (Vec<u8>, usize)> = BTreeMap::new();
+        let mut messages: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut rows = 0usize;
+        for (table, line) in ctx.data.readings().take(limit) {
+            let (buf, n) = buffers.entry(table.clone()).or_default();
+            buf.extend_from_slice(line);
+            buf.push(b'\n');
+            *n += 1;
+            if *n == per_message {
+                messages.push((format!("ingest.{table}"), std::mem::take(buf)));
+                *n = 0;
+            }
+            rows += 1;
+        }
+        for (table, (buf, n)) in buffers {
+            if n > 0 {
+                messages.push((format!("ingest.{table}"), buf));
+            }
+        }
+        let tables: Vec<String> = {
+            let mut t: Vec<String> = messages
+                .iter()
+                .map(|(topic, _)| topic.trim_start_matches("ingest.").to_string())
+                .collect();
+            t.sort();
+            t.dedup();
+            t
+        };
+        let cluster = rdkafka::mocking::MockCluster::new(1)
+            .map_err(|e| format!("librdkafka's mock cluster: {e}"))?;
+        for t in &tables {
+            cluster
+                .create_topic(&format!("ingest.{t}"), 4, 1)
+                .map_err(|e| format!("create topic: {e}"))?;
+        }
+        let brokers = cluster.bootstrap_servers();
+        eprintln!(
+            "[kafka] producing {rows} readings in {} messages to {} topics...",
+            messages.len(),
+            tables.len()
+        );
+        let t = Instant::now();
+        produce(&brokers, &messages)?;
+        eprintln!("[kafka] produced in {:.1} s", t.elapsed().as_secs_f64());
+        let dir = fresh_dir(self.name())?;
+        let topics: Vec<String> = tables.iter().map(|t| format!("\"ingest.{t}\"")).collect();
+        std::fs::write(
+            dir.join("civiclake.toml"),
+            format!(
+                "[[kafka.source]]\nname = \"bench\"\nbrokers = \"{brokers}\"\ngroup_id = \"bench\"\ntopics = [{}]\n",
+                topics.join(", ")
+            ),
+        )
+        .map_err(|e| e.to_string())?;
+        let started = Instant::now();
+        let server = Civiclake::start_with_config(
+            &ctx.settings.civiclake,
+            &dir,
+            &dir.join("civiclake.toml"),
+        )?;
+        let cpu_before = server.cpu_seconds();
+        let count = |s: &Civiclake| -> usize {
+            tables
+                .iter()
+                .map(|t| s.query_rows(&format!("SELECT 1 FROM {t}")).unwrap_or(0))
+                .sum()
+        };
+        let mut first_seen = None;
+        let deadline = Instant::now() + Duration::from_secs(1800);
+        let mut stored = 0;
+        while stored < rows {
+            std::thread::sleep(Duration::from_millis(250));
+            stored = count(&server);
+            if stored > 0 && first_seen.is_none() {
+                first_seen = Some(Instant::now());
+            }
+            if Instant::now() > deadline {
+                return Err(format!("only {stored} of {rows} rows after 30 min"));
+            }
+        }
+        let done = Instant::now();
+        let cpu = server.cpu_seconds() - cpu_before;
+        ctx.record_rss(self.name(), &server);
+        let total_s = done.duration_since(started).as_secs_f64();
+        let steady_s = first_seen.map_or(total_s, |f| done.duration_since(f).as_secs_f64());
+        let rate = rows as f64 / total_s;
+        let markdown = format!(
+            "### Kafka: consuming pre-filled topics\n\n{rows} readings in {} messages of up to {per_message} line-protocol readings, on {} topics of 4 partitions (librdkafka's mock cluster, in the harness's process), consumed by one `[[kafka.source]]` consumer group; each batch is written with its offsets in one WAL record (exactly once). Timed from the server's start to the SQL count reaching every row (counts polled every 250 ms).\n\n| | |\n|---|---|\n| rows/s, start to all rows queryable | **{rate:.0}** |\n| rows/s, first row seen to all rows | {:.0} |\n| server CPU | {:.2} CPU-s per million rows |\n",
+            messages.len(),
+            tables.len(),
+            rows as f64 / steady_s,
+            cpu / (rows as f64 / 1e6),
+        );
+        Ok(Section {
+            markdown,
+            json: json!({
+                "rows": rows,
+                "messages": messages.len(),
+                "lines_per_message": per_message,
+                "seconds": total_s,
+                "rows_per_s": rate,
+                "rows_per_s_steady": rows as f64 / steady_s,
+                "cpu_s_per_million": cpu / (rows as f64 / 1e6),
+            }),
+        })
+    }
+}
