@@ -64,6 +64,18 @@ pub(crate) fn publish_all(
     })
 }
 
+/// Runs SQL with `token` on a server that requires tokens; asserts a 200 and returns the rows.
+fn query_as(server: &TestServer, token: &str, sql: &str) -> Vec<serde_json::Value> {
+    let r = TestServer::client()
+        .post(format!("{}/api/v1/query", server.url))
+        .bearer_auth(token)
+        .json(&serde_json::json!({ "sql": sql }))
+        .send()
+        .expect("query");
+    assert_eq!(r.status(), 200, "{sql}");
+    r.json().expect("JSON rows")
+}
+
 fn metrics(server: &TestServer) -> String {
     TestServer::client()
         .get(format!("{}/metrics", server.url))
@@ -204,16 +216,7 @@ fn mqtt_clients_need_a_token_and_publish_only_what_it_grants() {
     .expect("publish");
     assert_eq!(acks, 3);
     let admin = last_line(&token_cmd(dir.path(), &["create", "--role", "admin"]));
-    let query = |sql: &str| -> Vec<serde_json::Value> {
-        let r = TestServer::client()
-            .post(format!("{}/api/v1/query", server.url))
-            .bearer_auth(&admin)
-            .json(&serde_json::json!({ "sql": sql }))
-            .send()
-            .expect("query");
-        assert_eq!(r.status(), 200);
-        r.json().expect("json")
-    };
+    let query = |sql: &str| query_as(&server, &admin, sql);
     assert_eq!(
         query("SELECT sensor, pm25 FROM air"),
         vec![serde_json::json!({"sensor": "a1", "pm25": 3.0})]
@@ -387,21 +390,11 @@ fn every_role_against_the_mqtt_broker() {
         ("public", false, false, false),
     ];
     let query = |sql: &str| -> f64 {
-        let r = TestServer::client()
-            .post(format!("{}/api/v1/query", server.url))
-            .bearer_auth(&admin)
-            .json(&serde_json::json!({ "sql": sql }))
-            .send()
-            .expect("query");
-        let rows: Vec<serde_json::Value> = r.json().expect("json");
-        rows[0]
+        query_as(&server, &admin, sql)[0]
             .as_object()
-            .unwrap()
-            .values()
-            .next()
-            .unwrap()
-            .as_f64()
-            .unwrap()
+            .and_then(|row| row.values().next())
+            .and_then(serde_json::Value::as_f64)
+            .expect("one number")
     };
     for (i, (role, connects, stored, dead)) in expected.into_iter().enumerate() {
         let mut args = vec!["create", "--role", role];
