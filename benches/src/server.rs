@@ -140,6 +140,25 @@ impl Civiclake {
         Ok(rows)
     }
 
+    /// The rows of `table` that SQL sees now (`count(*)`, so nothing but the count crosses
+    /// the wire).
+    pub(crate) fn count_rows(&self, table: &str) -> Result<u64, String> {
+        let r = self
+            .http
+            .post(format!("{}/api/v1/query", self.url))
+            .json(&serde_json::json!({"sql": format!("SELECT count(*) AS n FROM {table}"), "format": "json"}))
+            .send()
+            .map_err(|e| format!("count: {e}"))?;
+        let status = r.status();
+        let body: Value = r.json().map_err(|e| format!("count: {e}"))?;
+        if !status.is_success() {
+            return Err(format!("count answered {status}: {body}"));
+        }
+        body.pointer("/0/n")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| format!("count: unexpected answer {body}"))
+    }
+
     /// Flushes every buffered row to Delta Lake.
     pub(crate) fn flush(&self) -> Result<(), String> {
         self.post_json("/api/v1/admin/flush", &Value::Null)

@@ -89,11 +89,7 @@ const TABLES: [&str; 5] = ["air", "noise", "traffic", "parking", "waste"];
 fn stored_rows(server: &Civiclake) -> usize {
     TABLES
         .iter()
-        .map(|t| {
-            server
-                .query_rows(&format!("SELECT 1 FROM {t}"))
-                .unwrap_or(0)
-        })
+        .map(|t| server.count_rows(t).unwrap_or(0) as usize)
         .sum()
 }
 

@@ -7,27 +7,35 @@
 //! * the **network task** owns rumqttc's event loop and never waits for the sink: it
 //!   subscribes after each CONNACK, queues every PUBLISH (tagged with the number of the
 //!   connection it came on) for the delivery task, reconnects with exponential backoff, and
-//!   sends the acknowledgements the delivery task queued. It stops reading when
-//!   `2 × batch_max` messages are waiting for the sink (TCP pushes back on the broker).
+//!   writes the acknowledgements the delivery task hands back. It stops reading when
+//!   `2 × batch_max` messages are received but not yet acknowledged on the wire (TCP pushes
+//!   back on the broker).
 //! * the **delivery task** hands everything queued (up to `batch_max`, in order) to the sink
 //!   in one call, retries the same batch on `Busy` (after the suggested delay) and on
-//!   `Unavailable` (exponential backoff), and after `Ok` queues the PUBACKs, but only for
-//!   messages that came on the connection still open: an acknowledgement never goes out on
-//!   a later connection, where its packet id could name another message.
+//!   `Unavailable` (exponential backoff), and after `Ok` hands the batch's acknowledgements
+//!   to the network task.
 //!
-//! rumqttc already drops PUBACKs still queued when a connection fails
-//! (`EventLoop::clean`); a PUBACK queued after that but before the network task saw the
-//! failure is dropped by a second `clean()` done under the same lock that guards the
-//! connection number. Packets rumqttc had read but not yet returned when the connection
-//! failed are discarded too: the broker sends them again.
+//! The network task writes a batch's PUBACKs itself, in order, straight to the connection
+//! and with one flush, and only those for messages that came on the connection still open:
+//! an acknowledgement never goes out on a later connection, where its packet id could name
+//! another message. They do not go through rumqttc's request channel: its event loop takes
+//! at most one request per turn while it reads up to ten packets per turn, so under a flood
+//! the PUBACKs fell behind the reads until the channel was full and acknowledgements were
+//! lost (measured: most of a million messages through mosquitto). Waiting for the event
+//! loop is interrupted when acknowledgements arrive; that is safe because the connection's
+//! write buffer is flushed before every wait, so an interrupted turn loses no packet (what
+//! it had read stays in rumqttc's event queue for the next turn). Packets rumqttc had read
+//! but not yet returned when the connection failed are discarded: the broker sends them
+//! again.
 
 use crate::ingest::busy_wait;
 use crate::topic::check_filter;
 use civiclake_core::{InboundMessage, IngestError, MessageSink, SourceKind};
 use parking_lot::Mutex;
 use rumqttc::{
-    AsyncClient, ConnectionError, Event, EventLoop, Incoming, MqttOptions, Outgoing, Publish, QoS,
-    SubscribeFilter, SubscribeReasonCode, TlsConfiguration, Transport,
+    AsyncClient, ConnectionError, Event, EventLoop, Incoming, MqttOptions, Outgoing, Packet,
+    PubAck, PubRec, Publish, QoS, SubscribeFilter, SubscribeReasonCode, TlsConfiguration,
+    Transport,
 };
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -303,9 +311,9 @@ impl MqttSourceConfig {
             .set_manual_acks(true)
             .set_keep_alive(Duration::from_secs(u64::from(self.keep_alive_secs)))
             .set_max_packet_size(self.max_packet_bytes, self.max_packet_bytes)
-            // Requests are subscriptions and acknowledgements: at most one PUBACK per message
-            // held (2 × batch_max) plus what the event loop has not sent yet.
-            .set_request_channel_capacity(self.batch_max.saturating_mul(4).max(65_536));
+            // Requests are a SUBSCRIBE per connection and the final DISCONNECT; PUBACKs are
+            // written by the network task itself (see the module's notes).
+            .set_request_channel_capacity(16);
         if let Some(user) = &self.username {
             let password = self.resolve_password()?.unwrap_or_default();
             options.set_credentials(user.clone(), password);
@@ -399,7 +407,7 @@ pub struct SourceStats {
     pub messages_received: u64,
     /// Messages the sink accepted (they are durable).
     pub messages_stored: u64,
-    /// PUBACKs queued to the broker.
+    /// PUBACKs sent to the broker.
     pub messages_acked: u64,
     /// Stored messages not acknowledged because their connection had ended meanwhile; the
     /// broker sends them again (they are stored twice).
@@ -423,9 +431,6 @@ struct Shared {
     sink_failures: AtomicU64,
     reconnects: AtomicU64,
     last_error: Mutex<Option<String>>,
-    /// The number of the current connection, bumped when one fails. PUBACKs are queued under
-    /// this lock, and the network task discards queued PUBACKs under it after a failure.
-    connection: Mutex<u64>,
 }
 
 fn bump(counter: &AtomicU64, n: u64) {
@@ -440,6 +445,17 @@ struct Received {
     connection: u64,
     received_micros: i64,
     /// Counts it against the read-ahead limit until it is acknowledged (or abandoned).
+    permit: OwnedSemaphorePermit,
+}
+
+/// The acknowledgement of a stored message, for the network task to write.
+#[derive(Debug)]
+struct Ack {
+    pkid: u16,
+    qos: QoS,
+    /// The connection the message came on: the acknowledgement goes out only on it.
+    connection: u64,
+    /// Released once the acknowledgement is written (or abandoned).
     _permit: OwnedSemaphorePermit,
 }
 
@@ -469,6 +485,7 @@ impl MqttSource {
         let shared = Arc::new(Shared::default());
         let read_ahead = Arc::new(Semaphore::new(config.batch_max.saturating_mul(2)));
         let (queue_tx, queue_rx) = mpsc::unbounded_channel();
+        let (acks_tx, acks_rx) = mpsc::unbounded_channel();
         let (stop_delivery, stop_delivery_rx) = watch::channel(false);
         let (stop_network, stop_network_rx) = watch::channel(false);
         let source = SourceKind::ExternalMqtt(config.name.clone());
@@ -485,6 +502,8 @@ impl MqttSource {
             shared: Arc::clone(&shared),
             filters,
             queue: queue_tx,
+            acks: acks_rx,
+            connection: 0,
             read_ahead,
             stop: stop_network_rx,
         };
@@ -492,9 +511,9 @@ impl MqttSource {
             name: config.name.clone(),
             source,
             sink,
-            client: client.clone(),
             shared: Arc::clone(&shared),
             queue: queue_rx,
+            acks: acks_tx,
             batch_max: config.batch_max,
             stop: stop_delivery_rx,
         };
@@ -531,13 +550,15 @@ impl MqttSource {
     }
 
     /// Stops the source: a delivery in progress is finished (and acknowledged), retries are
-    /// abandoned, the PUBACKs queued so far and a DISCONNECT are sent (waiting at most 3 s),
+    /// abandoned, the PUBACKs due so far and a DISCONNECT are sent (waiting at most 3 s),
     /// and the broker keeps the session: what was not acknowledged is sent again to the next
     /// connection with the same client id.
     pub async fn stop(self) {
         let _ = self.stop_delivery.send(true);
         let _ = self.delivery.await;
-        // Queued after the PUBACKs, so it goes out after them.
+        // The delivery task handed its last PUBACKs over before it ended, and the network
+        // task writes handed-over PUBACKs before each turn of the event loop: the DISCONNECT
+        // goes out after them.
         let disconnect_queued = self.client.try_disconnect().is_ok();
         let _ = self.stop_network.send(true);
         let mut network = self.network;
@@ -563,6 +584,10 @@ struct Network {
     shared: Arc<Shared>,
     filters: Vec<SubscribeFilter>,
     queue: mpsc::UnboundedSender<Received>,
+    /// Acknowledgements from the delivery task, a stored batch at a time.
+    acks: mpsc::UnboundedReceiver<Vec<Ack>>,
+    /// The number of the current connection, bumped when one fails.
+    connection: u64,
     read_ahead: Arc<Semaphore>,
     stop: watch::Receiver<bool>,
 }
@@ -573,17 +598,39 @@ impl Network {
         let mut connected_at: Option<Instant> = None;
         let mut connections = 0u64;
         loop {
-            // A permit per poll: a poll yields at most one message.
+            while let Ok(acks) = self.acks.try_recv() {
+                self.send_acks(acks).await;
+            }
+            // A permit per poll: a poll yields at most one message. Permits come back as
+            // acknowledgements are written, so those are taken while waiting.
             let permit = if *self.stop.borrow() {
                 // Stopping: the delivery task is gone, nothing is read any more.
                 None
             } else {
                 tokio::select! {
+                    biased;
+                    Some(acks) = self.acks.recv() => {
+                        self.send_acks(acks).await;
+                        continue;
+                    }
                     permit = Arc::clone(&self.read_ahead).acquire_owned() => permit.ok(),
                     _ = self.stop.changed() => None,
                 }
             };
-            let event = self.eventloop.poll().await;
+            // Connected, a turn of the event loop is interrupted by acknowledgements (see the
+            // module's notes); connecting is not.
+            let event = if self.eventloop.network.is_some() {
+                tokio::select! {
+                    biased;
+                    Some(acks) = self.acks.recv() => {
+                        self.send_acks(acks).await;
+                        continue;
+                    }
+                    event = self.eventloop.poll() => event,
+                }
+            } else {
+                self.eventloop.poll().await
+            };
             let stopping = *self.stop.borrow();
             match event {
                 Ok(Event::Incoming(Incoming::ConnAck(ack))) => {
@@ -608,12 +655,11 @@ impl Network {
                         // Only when stopping: not stored, not acknowledged, sent again later.
                         continue;
                     };
-                    let connection = *self.shared.connection.lock();
                     let item = Received {
                         publish,
-                        connection,
+                        connection: self.connection,
                         received_micros: now_micros(),
-                        _permit: permit,
+                        permit,
                     };
                     if self.queue.send(item).is_err() && !stopping {
                         self.error("the delivery task ended".into());
@@ -657,15 +703,65 @@ impl Network {
         }
     }
 
-    /// After a failed connection: a new connection number, and neither PUBACKs queued for
-    /// the old connection nor packets read from it survive (rumqttc would otherwise send
-    /// the former on the next connection and return the latter after its CONNACK).
+    /// After a failed connection: a new connection number (acknowledgements of what came on
+    /// the old one are abandoned), and no packet read from the old connection survives
+    /// (rumqttc would otherwise return it after the next CONNACK).
     fn connection_lost(&mut self) {
-        let mut connection = self.shared.connection.lock();
-        *connection += 1;
+        self.connection += 1;
         self.eventloop.clean();
         self.eventloop.state.events.clear();
         self.shared.connected.store(false, Ordering::Relaxed);
+    }
+
+    /// Writes a stored batch's acknowledgements, in order and with one flush, if they belong
+    /// to the connection still open; otherwise they are abandoned (the broker sends those
+    /// messages again). A write that fails ends the connection.
+    async fn send_acks(&mut self, acks: Vec<Ack>) {
+        let due: Vec<Packet> = acks
+            .iter()
+            .filter(|a| a.connection == self.connection)
+            .filter_map(|a| match a.qos {
+                QoS::AtMostOnce => None,
+                QoS::AtLeastOnce => Some(Packet::PubAck(PubAck::new(a.pkid))),
+                QoS::ExactlyOnce => Some(Packet::PubRec(PubRec::new(a.pkid))),
+            })
+            .collect();
+        let stale = acks
+            .iter()
+            .filter(|a| a.qos != QoS::AtMostOnce && a.connection != self.connection)
+            .count() as u64;
+        bump(&self.shared.acks_abandoned, stale);
+        if due.is_empty() {
+            return;
+        }
+        let timeout = Duration::from_secs(self.eventloop.network_options.connection_timeout());
+        let Some(network) = self.eventloop.network.as_mut() else {
+            bump(&self.shared.acks_abandoned, due.len() as u64);
+            return;
+        };
+        let count = due.len() as u64;
+        let mut result = Ok(());
+        for packet in due {
+            result = network.write(packet).await.map_err(|e| e.to_string());
+            if result.is_err() {
+                break;
+            }
+        }
+        if result.is_ok() {
+            result = match tokio::time::timeout(timeout, network.flush()).await {
+                Ok(flushed) => flushed.map_err(|e| e.to_string()),
+                Err(_) => Err("timed out".into()),
+            };
+        }
+        match result {
+            Ok(()) => bump(&self.shared.messages_acked, count),
+            Err(e) => {
+                // The broker sends these messages again on the next connection.
+                bump(&self.shared.acks_abandoned, count);
+                self.error(format!("cannot send {count} PUBACKs: {e}"));
+                self.connection_lost();
+            }
+        }
     }
 
     fn error(&self, message: String) {
@@ -704,9 +800,9 @@ struct Delivery {
     name: String,
     source: SourceKind,
     sink: Arc<dyn MessageSink>,
-    client: AsyncClient,
     shared: Arc<Shared>,
     queue: mpsc::UnboundedReceiver<Received>,
+    acks: mpsc::UnboundedSender<Vec<Ack>>,
     batch_max: usize,
     stop: watch::Receiver<bool>,
 }
@@ -736,9 +832,19 @@ impl Delivery {
             if !self.store(&batch).await {
                 return;
             }
-            self.acknowledge(&batch);
-            // Releases the read-ahead permits now, not when the next message comes.
-            batch.clear();
+            let acks = batch
+                .drain(..)
+                .map(|r| Ack {
+                    pkid: r.publish.pkid,
+                    qos: r.publish.qos,
+                    connection: r.connection,
+                    _permit: r.permit,
+                })
+                .collect();
+            if self.acks.send(acks).is_err() {
+                // The network task is gone: the source is stopping.
+                return;
+            }
         }
     }
 
@@ -774,32 +880,6 @@ impl Delivery {
                 _ = self.stop.changed() => return false,
             }
         }
-    }
-
-    /// Queues PUBACKs for the stored messages that came on the connection still open.
-    fn acknowledge(&self, batch: &[Received]) {
-        let connection = self.shared.connection.lock();
-        let (mut acked, mut abandoned) = (0, 0);
-        for item in batch {
-            if item.publish.qos == QoS::AtMostOnce {
-                continue;
-            }
-            if item.connection != *connection {
-                abandoned += 1;
-                continue;
-            }
-            match self.client.try_ack(&item.publish) {
-                Ok(()) => acked += 1,
-                Err(e) => {
-                    // The broker sends it again after the next reconnect.
-                    abandoned += 1;
-                    tracing::warn!(source = %self.name, error = %e, "cannot queue PUBACK");
-                }
-            }
-        }
-        drop(connection);
-        bump(&self.shared.messages_acked, acked);
-        bump(&self.shared.acks_abandoned, abandoned);
     }
 
     fn inbound(&self, received: &Received) -> InboundMessage {
