@@ -1,7 +1,7 @@
 //! Readings as Arrow record batches, one table at a time.
 
 use crate::SimError;
-use crate::city::{Readings, Value};
+use crate::city::{Reading, Readings, Value};
 use crate::kinds::Kind;
 use arrow::array::{
     ArrayRef, Float64Builder, Int64Builder, StringBuilder, StringDictionaryBuilder,
@@ -17,9 +17,10 @@ enum ValueBuilder {
     Int(Int64Builder),
 }
 
-struct TableBuilder {
-    kind: Kind,
-    rows: usize,
+/// Builds the record batches of one table from readings.
+pub(crate) struct TableBuilder {
+    pub(crate) kind: Kind,
+    pub(crate) rows: usize,
     time: TimestampMicrosecondBuilder,
     sensor: StringDictionaryBuilder<Int32Type>,
     district: StringDictionaryBuilder<Int32Type>,
@@ -29,7 +30,7 @@ struct TableBuilder {
 }
 
 impl TableBuilder {
-    fn new(kind: Kind) -> Self {
+    pub(crate) fn new(kind: Kind) -> Self {
         Self {
             kind,
             rows: 0,
@@ -52,7 +53,27 @@ impl TableBuilder {
         }
     }
 
-    fn finish(&mut self) -> Result<RecordBatch, SimError> {
+    /// Adds a reading (of this builder's kind).
+    pub(crate) fn append(&mut self, r: &Reading) {
+        self.time.append_value(r.time_micros);
+        self.sensor.append_value(&*r.sensor);
+        self.district.append_value(r.district);
+        for (builder, value) in self.values.iter_mut().zip(r.values.iter()) {
+            match (builder, value) {
+                (ValueBuilder::Float(x), Some(v)) => x.append_value(v.as_f64()),
+                (ValueBuilder::Int(x), Some(Value::Int(v))) => x.append_value(*v),
+                (ValueBuilder::Int(x), Some(Value::Float(v))) => x.append_value(v.round() as i64),
+                (ValueBuilder::Float(x), None) => x.append_null(),
+                (ValueBuilder::Int(x), None) => x.append_null(),
+            }
+        }
+        self.battery.append_value(r.battery);
+        self.status.append_value(r.status.as_str());
+        self.rows += 1;
+    }
+
+    /// The rows added since the last call, as a batch of the kind's schema.
+    pub(crate) fn finish(&mut self) -> Result<RecordBatch, SimError> {
         let mut columns: Vec<ArrayRef> = vec![
             Arc::new(self.time.finish()),
             Arc::new(self.sensor.finish()),
@@ -129,23 +150,7 @@ impl Iterator for RecordBatches<'_> {
             let Some(b) = self.builders.iter_mut().find(|b| b.kind == r.kind) else {
                 continue;
             };
-            b.time.append_value(r.time_micros);
-            b.sensor.append_value(&*r.sensor);
-            b.district.append_value(r.district);
-            for (builder, value) in b.values.iter_mut().zip(r.values.iter()) {
-                match (builder, value) {
-                    (ValueBuilder::Float(x), Some(v)) => x.append_value(v.as_f64()),
-                    (ValueBuilder::Int(x), Some(Value::Int(v))) => x.append_value(*v),
-                    (ValueBuilder::Int(x), Some(Value::Float(v))) => {
-                        x.append_value(v.round() as i64)
-                    }
-                    (ValueBuilder::Float(x), None) => x.append_null(),
-                    (ValueBuilder::Int(x), None) => x.append_null(),
-                }
-            }
-            b.battery.append_value(r.battery);
-            b.status.append_value(r.status.as_str());
-            b.rows += 1;
+            b.append(&r);
             if b.rows >= self.batch_rows {
                 return Some(b.finish().map(|batch| (r.kind, batch)));
             }

@@ -178,18 +178,20 @@ impl Reading {
 /// A simulated city: the sensors of a [`CityConfig`].
 #[derive(Debug, Clone)]
 pub struct City {
-    config: CityConfig,
-    sensors: Vec<SensorInfo>,
+    pub(crate) config: CityConfig,
+    pub(crate) sensors: Vec<Sensor>,
     /// Sensor indexes ordered by their phase in the interval (their emission order).
     order: Vec<usize>,
 }
 
+/// A sensor as the generator knows it.
 #[derive(Debug, Clone)]
-struct SensorInfo {
-    kind: Kind,
-    name: Arc<str>,
-    district: &'static str,
-    phase_micros: i64,
+pub(crate) struct Sensor {
+    pub(crate) kind: Kind,
+    pub(crate) name: Arc<str>,
+    pub(crate) district: &'static str,
+    /// Offset of its readings in the interval: they are at `start + k × interval + phase`.
+    pub(crate) phase_micros: i64,
 }
 
 fn round2(v: f64) -> f64 {
@@ -201,11 +203,11 @@ impl City {
     pub fn new(config: CityConfig) -> Result<Self, SimError> {
         config.validate()?;
         let interval_ms = config.interval_secs * 1000;
-        let sensors: Vec<SensorInfo> = (0..config.sensors as usize)
+        let sensors: Vec<Sensor> = (0..config.sensors as usize)
             .map(|i| {
                 let kind = Kind::ALL[i % Kind::ALL.len()];
                 let mut rng = Rng::new(config.seed, i as u64 ^ 0xA5A5_0000_0000_0000);
-                SensorInfo {
+                Sensor {
                     kind,
                     name: format!("{}-{i:05}", kind.table()).into(),
                     // Each round of kinds shifts the districts: every district gets sensors
@@ -249,20 +251,9 @@ impl City {
     /// The readings in arrival order. Each call starts again from the beginning and yields
     /// exactly the same readings.
     pub fn readings(&self) -> Readings<'_> {
-        let states = self
-            .sensors
-            .iter()
-            .enumerate()
-            .map(|(i, s)| SensorState::new(&self.config, i, s.kind))
-            .collect();
         Readings {
             city: self,
-            states,
-            tick: 0,
-            pos: 0,
-            ticks: self.config.ticks(),
-            pending: BinaryHeap::new(),
-            seq: 0,
+            state: ReadingsState::new(self, self.config.ticks()),
         }
     }
 }
@@ -309,7 +300,8 @@ impl SensorState {
     }
 
     /// The next reading at `time_micros` (its arrival delayed for out-of-order and late ones).
-    fn read(&mut self, config: &CityConfig, kind: Kind, time_micros: i64) -> Reading {
+    fn read(&mut self, config: &CityConfig, sensor: &Sensor, time_micros: i64) -> Reading {
+        let kind = sensor.kind;
         let per_hour = 3600 / config.interval_secs.max(1);
         let minutes = config.interval_secs as f64 / 60.0;
         let hours = config.interval_secs as f64 / 3600.0;
@@ -385,8 +377,8 @@ impl SensorState {
             kind,
             time_micros,
             arrival_micros: time_micros + delay,
-            sensor: Arc::from(""),
-            district: "",
+            sensor: sensor.name.clone(),
+            district: sensor.district,
             values: out,
             battery: round2(self.battery),
             status: if self.fault_left > 0 {
@@ -399,7 +391,7 @@ impl SensorState {
 }
 
 #[derive(Debug)]
-struct Pending(Reading, u64);
+struct Pending(Reading, u64, usize);
 
 impl PartialEq for Pending {
     fn eq(&self, other: &Self) -> bool {
@@ -424,6 +416,22 @@ impl Ord for Pending {
 #[derive(Debug)]
 pub struct Readings<'a> {
     city: &'a City,
+    state: ReadingsState,
+}
+
+impl Iterator for Readings<'_> {
+    type Item = Reading;
+
+    fn next(&mut self) -> Option<Reading> {
+        self.state.next_before(self.city, None).map(|(_, r)| r)
+    }
+}
+
+/// Where the generator stands: the sensors' states, the next tick and sensor, and the
+/// delayed readings waiting for their arrival time. Shared by [`Readings`] (a bounded run)
+/// and [`crate::LiveCity`] (an unbounded one, taken window by window).
+#[derive(Debug)]
+pub(crate) struct ReadingsState {
     states: Vec<SensorState>,
     tick: u64,
     pos: usize,
@@ -432,45 +440,73 @@ pub struct Readings<'a> {
     seq: u64,
 }
 
-impl Readings<'_> {
-    /// Timestamp of the next reading to generate, if any.
-    fn next_time(&self) -> Option<i64> {
-        (self.tick < self.ticks).then(|| {
-            let s = &self.city.sensors[self.city.order[self.pos]];
-            self.city.config.start_micros
-                + self.tick as i64 * self.city.config.interval_secs as i64 * MICROS
-                + s.phase_micros
-        })
+impl ReadingsState {
+    /// The state before the first reading of `city`, for `ticks` readings per sensor.
+    pub(crate) fn new(city: &City, ticks: u64) -> Self {
+        let states = city
+            .sensors
+            .iter()
+            .enumerate()
+            .map(|(i, s)| SensorState::new(&city.config, i, s.kind))
+            .collect();
+        Self {
+            states,
+            tick: 0,
+            pos: 0,
+            ticks,
+            pending: BinaryHeap::new(),
+            seq: 0,
+        }
     }
-}
 
-impl Iterator for Readings<'_> {
-    type Item = Reading;
+    /// Timestamp of the next reading to generate, if any (none past the last tick, or past
+    /// the end of time).
+    fn next_time(&self, city: &City) -> Option<i64> {
+        if self.tick >= self.ticks {
+            return None;
+        }
+        let s = &city.sensors[*city.order.get(self.pos)?];
+        i64::try_from(self.tick)
+            .ok()?
+            .checked_mul(city.config.interval_secs as i64 * MICROS)?
+            .checked_add(city.config.start_micros)?
+            .checked_add(s.phase_micros)
+    }
 
-    fn next(&mut self) -> Option<Reading> {
+    /// The next reading in arrival order with its sensor's index, if it arrives before
+    /// `limit` (any time when `None`). A reading that does not is neither generated nor
+    /// consumed: the next call with a later limit yields it.
+    pub(crate) fn next_before(
+        &mut self,
+        city: &City,
+        limit: Option<i64>,
+    ) -> Option<(usize, Reading)> {
         loop {
-            let next_time = self.next_time();
+            let next_time = self.next_time(city);
             if let Some(top) = self.pending.peek()
                 && next_time.is_none_or(|t| top.0.arrival_micros <= t)
             {
-                return self.pending.pop().map(|p| p.0);
+                if limit.is_some_and(|l| top.0.arrival_micros >= l) {
+                    return None;
+                }
+                return self.pending.pop().map(|p| (p.2, p.0));
             }
             let time = next_time?;
-            let index = self.city.order[self.pos];
-            let info = &self.city.sensors[index];
-            let mut reading = self.states[index].read(&self.city.config, info.kind, time);
-            reading.sensor = info.name.clone();
-            reading.district = info.district;
+            if limit.is_some_and(|l| time >= l) {
+                return None;
+            }
+            let index = city.order[self.pos];
+            let reading = self.states[index].read(&city.config, &city.sensors[index], time);
             self.pos += 1;
-            if self.pos == self.city.order.len() {
+            if self.pos == city.order.len() {
                 self.pos = 0;
                 self.tick += 1;
             }
             if reading.arrival_micros > reading.time_micros {
                 self.seq += 1;
-                self.pending.push(Pending(reading, self.seq));
+                self.pending.push(Pending(reading, self.seq, index));
             } else {
-                return Some(reading);
+                return Some((index, reading));
             }
         }
     }

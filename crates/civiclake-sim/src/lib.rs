@@ -14,17 +14,34 @@
 //! are streamed in arrival order ([`City::readings`]), so memory stays flat at any scale.
 //! Outputs: line protocol, NDJSON, Parquet (one file per table), HTTP publishing to a
 //! civiclake server, MQTT and Kafka publishing ([`output`]); Arrow record batches per table ([`City::record_batches`]).
+//!
+//! The city has a map ([`CityMap`], module [`geography`]): Prato's real municipal boundary
+//! (ISTAT, Openpolis, CC-BY 4.0) cut into synthetic districts and census sections, shipped as
+//! GeoJSON in `dashboards/geo/`. Each sensor has a place in its district and section
+//! ([`City::sensors`], the `sensors` table via [`City::sensors_batch`]) and a health record
+//! every 15 minutes (battery, signal, silences: [`City::sensor_status`], the `sensor_status`
+//! table). [`LiveCity`] runs a city without end, window by window — a backfill, then one
+//! window a second — with the same readings as [`City::readings`].
 
 mod batches;
 mod brokers;
 mod city;
+mod fleet;
+pub mod geography;
 mod kinds;
+mod live;
 pub mod output;
 mod rng;
 
 pub use batches::RecordBatches;
 pub use city::{City, CityConfig, DISTRICTS, Reading, Readings, Status, Value};
+pub use fleet::{
+    DEFAULT_STATUS_INTERVAL_SECS, SENSORS_TABLE, STATUS_TABLE, SensorInfo, sensors_schema,
+    status_schema,
+};
+pub use geography::CityMap;
 pub use kinds::{FieldSpec, Kind, MAX_FIELDS};
+pub use live::{LiveCity, LiveOptions, LiveWindow};
 
 /// Errors of the simulator.
 #[derive(Debug, thiserror::Error)]
@@ -52,4 +69,7 @@ pub enum SimError {
     /// An MQTT or Kafka broker could not be reached or did not take every message.
     #[error("{0}")]
     Broker(String),
+    /// The city's map could not be built, or a sensor not placed on it.
+    #[error("city map: {0}")]
+    Geo(String),
 }
