@@ -669,3 +669,25 @@ fn the_request_parser_feeds_the_renderer() {
     let svg = render_svg(panel, &req, &schema, &batches, &geo()).unwrap();
     assert!(svg.starts_with("<svg width=\"640\" height=\"240\""));
 }
+
+/// The smallest and an odd size draw every panel without error (labels thin out, tables
+/// and legends shrink).
+#[test]
+fn every_panel_draws_at_extreme_sizes() {
+    let dashboard = dashboard();
+    let geo = geo();
+    for (w, h) in [(200, 120), (4096, 130), (210, 900)] {
+        for panel in &dashboard.panels {
+            let ((schema, batches), hours) = data_for(&panel.id);
+            let mut req = request(hours);
+            req.width_px = w;
+            req.height_px = h;
+            let svg = render_svg(panel, &req, &schema, &batches, &geo)
+                .unwrap_or_else(|e| panic!("{} at {w}×{h}: {e}", panel.id));
+            assert!(svg.starts_with(&format!("<svg width=\"{w}\" height=\"{h}\"")));
+            let png = render_png(panel, &req, &schema, &batches, &geo).unwrap();
+            assert_eq!(png_size(&png), (w, h));
+            dump(&format!("{}-{w}x{h}", panel.id), &svg, Some(&png));
+        }
+    }
+}

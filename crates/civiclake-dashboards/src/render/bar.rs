@@ -8,8 +8,8 @@ use super::axis::nice_scale;
 use super::data::Frame;
 use super::style::*;
 use super::{
-    AxisSpec, LegendEntry, Output, Swatch, build_chart, draw_err, draw_legend, draw_no_data,
-    legend_height, value_desc,
+    AxisSpec, LegendEntry, Output, Swatch, build_chart, chart_layout, draw_err, draw_legend,
+    draw_no_data, legend_height, value_desc,
 };
 use crate::error::DashboardError;
 use crate::model::Panel;
@@ -155,20 +155,16 @@ pub(crate) fn draw_bars<DB: DrawingBackend>(
             desc: value_desc(panel, ""),
         }
     };
-    // The plot width is known once the chart is built; estimate it for the labels from
-    // the y label area (the same sum build_chart makes).
-    let y_area = y
-        .ticks
-        .iter()
-        .map(|(_, l)| text_width(l, LABEL_SIZE))
-        .max()
-        .unwrap_or(0)
-        + 14
-        + if y.desc.is_empty() { 0 } else { 22 };
-    let plot_w = chart_area
-        .dim_in_pixel()
-        .0
-        .saturating_sub(y_area.max(24) + 20);
+    // The plot width is known once the chart is built; the layout tells it beforehand, for
+    // the category labels.
+    let no_x = AxisSpec {
+        lo: 0.0,
+        hi: 1.0,
+        ticks: Vec::new(),
+        desc: String::new(),
+    };
+    let plot_w =
+        chart_layout(chart_area.dim_in_pixel(), &no_x, &y).plot_width(chart_area.dim_in_pixel().0);
     let x = AxisSpec {
         lo: 0.0,
         hi: n.max(1) as f64,

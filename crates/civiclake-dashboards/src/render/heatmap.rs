@@ -10,8 +10,8 @@ use super::axis::{ZONE_NAME, local_day_hour};
 use super::data::Frame;
 use super::style::*;
 use super::{
-    AxisSpec, COLOUR_BAR_AREA_W, build_chart, colour_bounds, draw_colour_bar, draw_err,
-    draw_no_data,
+    AxisSpec, COLOUR_BAR_AREA_W, build_chart, chart_layout, colour_bounds, draw_colour_bar,
+    draw_err, draw_no_data,
 };
 use crate::error::DashboardError;
 use crate::model::Panel;
@@ -196,17 +196,15 @@ pub(crate) fn draw<DB: DrawingBackend>(
 ) -> Result<(), DashboardError> {
     let err = draw_err(panel);
     let (w, _) = area.dim_in_pixel();
-    let (chart_area, bar_area) = area.split_horizontally(w.saturating_sub(COLOUR_BAR_AREA_W));
+    let (chart_area, bar_area) =
+        area.split_horizontally(w.saturating_sub(COLOUR_BAR_AREA_W.min(w / 4)));
     let values = heat.cells.iter().flatten().flatten().copied();
     let data = super::extent(values);
     let n = heat.rows.len();
-    let x = AxisSpec {
+    let mut x = AxisSpec {
         lo: 0.0,
         hi: 24.0,
-        ticks: (0..24)
-            .step_by(3)
-            .map(|h| (f64::from(h), format!("{h:02}")))
-            .collect(),
+        ticks: Vec::new(),
         desc: if heat.local_hours {
             format!("Hour of day ({ZONE_NAME})")
         } else {
@@ -228,6 +226,18 @@ pub(crate) fn draw<DB: DrawingBackend>(
             .collect(),
         desc: String::new(),
     };
+    // An hour label every 3 hours, or fewer where the plot is narrow.
+    let plot_w =
+        chart_layout(chart_area.dim_in_pixel(), &x, &y).plot_width(chart_area.dim_in_pixel().0);
+    let step = match plot_w / 28 {
+        8.. => 3,
+        4..=7 => 6,
+        _ => 12,
+    };
+    x.ticks = (0..24)
+        .step_by(step)
+        .map(|h| (f64::from(h as u32), format!("{h:02}")))
+        .collect();
     let mut chart = build_chart(&chart_area, panel, &x, &y)?;
     let Some(data) = data else {
         return draw_no_data(&chart.plotting_area().strip_coord_spec(), panel);

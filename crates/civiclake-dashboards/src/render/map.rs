@@ -165,7 +165,8 @@ pub(crate) fn draw<DB: DrawingBackend>(
 ) -> Result<(), DashboardError> {
     let err = draw_err(panel);
     let (w, _) = area.dim_in_pixel();
-    let (map_area, bar_area) = area.split_horizontally(w.saturating_sub(COLOUR_BAR_AREA_W));
+    let (map_area, bar_area) =
+        area.split_horizontally(w.saturating_sub(COLOUR_BAR_AREA_W.min(w / 4)));
     let (mw, mh) = map_area.dim_in_pixel();
     map_area
         .draw(&Rectangle::new(

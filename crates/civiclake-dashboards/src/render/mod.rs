@@ -499,6 +499,56 @@ impl Ranged for TickedAxis {
     }
 }
 
+/// The axes as they fit an area, and the room their labels take.
+#[derive(Debug, Clone)]
+pub(crate) struct ChartLayout {
+    pub(crate) x: AxisSpec,
+    pub(crate) y: AxisSpec,
+    pub(crate) x_area: u32,
+    pub(crate) y_area: u32,
+}
+
+const CHART_MARGIN_LEFT: u32 = 4;
+const CHART_MARGIN_RIGHT: u32 = 28;
+
+impl ChartLayout {
+    /// The width of the plotting area.
+    pub(crate) fn plot_width(&self, area_width: u32) -> u32 {
+        area_width.saturating_sub(self.y_area + CHART_MARGIN_LEFT + CHART_MARGIN_RIGHT)
+    }
+}
+
+/// Fits the axes to an area of `(w, h)`: value labels at most 30 % of the width (cut with
+/// an ellipsis), axis descriptions left out where they would squeeze the plot.
+pub(crate) fn chart_layout((w, h): (u32, u32), x: &AxisSpec, y: &AxisSpec) -> ChartLayout {
+    let mut x = x.clone();
+    let mut y = y.clone();
+    if w < 300 {
+        x.desc.clear();
+    }
+    if h < 140 {
+        y.desc.clear();
+    }
+    let max_label = (f64::from(w) * 0.3) as u32;
+    for (_, label) in &mut y.ticks {
+        *label = fit_text(label, LABEL_SIZE, max_label);
+    }
+    let y_label_w = y
+        .ticks
+        .iter()
+        .map(|(_, l)| text_width(l, LABEL_SIZE))
+        .max()
+        .unwrap_or(0);
+    let y_area = (y_label_w + 14 + if y.desc.is_empty() { 0 } else { 22 }).max(24);
+    let x_area = 24 + if x.desc.is_empty() { 0 } else { 20 };
+    ChartLayout {
+        x,
+        y,
+        x_area,
+        y_area,
+    }
+}
+
 pub(crate) type Chart<'a, DB> = ChartContext<'a, DB, Cartesian2d<TickedAxis, TickedAxis>>;
 
 /// A cartesian chart in `area` with the axes drawn: tick labels, descriptions, grid lines
@@ -509,20 +559,19 @@ pub(crate) fn build_chart<'a, DB: DrawingBackend>(
     x: &AxisSpec,
     y: &AxisSpec,
 ) -> Result<Chart<'a, DB>, DashboardError> {
-    let y_label_w = y
-        .ticks
-        .iter()
-        .map(|(_, l)| text_width(l, LABEL_SIZE))
-        .max()
-        .unwrap_or(0);
-    let y_area = y_label_w + 14 + if y.desc.is_empty() { 0 } else { 22 };
-    let x_area = 24 + if x.desc.is_empty() { 0 } else { 20 };
+    let ChartLayout {
+        x,
+        y,
+        x_area,
+        y_area,
+    } = chart_layout(area.dim_in_pixel(), x, y);
+    let (x, y) = (&x, &y);
     let mut chart = ChartBuilder::on(area)
         .margin_top(6)
-        .margin_right(28)
-        .margin_left(4)
+        .margin_right(CHART_MARGIN_RIGHT)
+        .margin_left(CHART_MARGIN_LEFT)
         .x_label_area_size(x_area)
-        .y_label_area_size(y_area.max(24))
+        .y_label_area_size(y_area)
         .build_cartesian_2d(
             TickedAxis {
                 lo: x.lo,
