@@ -838,10 +838,11 @@ pub(crate) fn colour_bounds(panel: &Panel, data: Option<(f64, f64)>) -> (f64, f6
     let hi = panel.max.unwrap_or(dhi);
     if hi > lo {
         (lo, hi)
-    } else if lo == 0.0 {
-        (0.0, 1.0)
+    } else if panel.max.is_some() && panel.min.is_none() {
+        // Only the top is pinned and the data lies above it: keep the top.
+        (hi - hi.abs().max(1.0) * 0.1, hi)
     } else {
-        (lo - lo.abs() * 0.1, hi + hi.abs() * 0.1)
+        (lo, lo + lo.abs().max(1.0) * 0.1)
     }
 }
 
@@ -860,6 +861,25 @@ mod tests {
         assert!(svg.contains("This panel could not be drawn:"));
         assert!(svg.matches("<text").count() >= 4, "{svg}");
         assert!(!svg.contains(&"x".repeat(120)));
+    }
+
+    #[test]
+    fn colour_bounds_are_never_empty() {
+        let mut panel = crate::Dashboard::from_toml(
+            "d",
+            "title='t'\n[[panels]]\nid='p'\ntitle='p'\nkind='map'\nsql='x'",
+        )
+        .unwrap()
+        .panels
+        .remove(0);
+        assert_eq!(colour_bounds(&panel, Some((3.0, 9.0))), (3.0, 9.0));
+        assert_eq!(colour_bounds(&panel, Some((5.0, 5.0))), (5.0, 5.5));
+        assert_eq!(colour_bounds(&panel, None), (0.0, 1.0));
+        panel.min = Some(50.0);
+        assert_eq!(colour_bounds(&panel, Some((3.0, 9.0))), (50.0, 55.0));
+        panel.min = None;
+        panel.max = Some(2.0);
+        assert_eq!(colour_bounds(&panel, Some((3.0, 9.0))), (1.8, 2.0));
     }
 
     #[test]
