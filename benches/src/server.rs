@@ -220,7 +220,12 @@ fn spawn(
             "--data-dir",
         ])
         .arg(data)
-        .env("CIVICLAKE_LOG__FILTER", "warn")
+        // The server's own log filter: warnings only, unless CIVICLAKE_BENCH_SERVER_LOG says
+        // otherwise (e.g. `info,civiclake_server::kafka=debug` to look into a part).
+        .env(
+            "CIVICLAKE_LOG__FILTER",
+            std::env::var("CIVICLAKE_BENCH_SERVER_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::piped())
         .spawn()
         .map_err(|e| {
