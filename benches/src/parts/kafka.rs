@@ -89,9 +89,7 @@ fn produce(brokers: &str, messages: &[(String, Vec<u8>)], partitions: i32) -> Re
             messages.len()
         ));
     }
-    let delivered = context
-        .delivered
-        .load(std::sync::atomic::Ordering::Relaxed);
+    let delivered = context.delivered.load(std::sync::atomic::Ordering::Relaxed);
     if delivered != messages.len() {
         return Err(format!(
             "{delivered} of {} messages were delivered",
@@ -267,7 +265,10 @@ impl Part for KafkaConsume {
             "### Kafka: consuming pre-filled topics\n\n{rows} readings in {} messages of up to {per_message} line-protocol readings, on {} topics of {partitions} partitions (librdkafka's mock cluster, in the harness's process; it keeps at most 5 MB per partition, so there are enough partitions for the data), consumed by one `[[kafka.source]]` consumer group; each batch is written with its offsets in one WAL record (exactly once). Timed from the server's start to the SQL count reaching every row (counts polled every 250 ms).\n\n| | |\n|---|---|\n| rows/s, start to all rows queryable | **{rate:.0}** |\n| rows/s, first row seen to all rows | {} |\n| server CPU | {:.2} CPU-s per million rows |\n",
             messages.len(),
             tables.len(),
-            steady.map_or_else(|| "under a second: too short to tell".to_string(), |r| format!("{r:.0}")),
+            steady.map_or_else(
+                || "under a second: too short to tell".to_string(),
+                |r| format!("{r:.0}")
+            ),
             cpu / (rows as f64 / 1e6),
         );
         Ok(Section {
