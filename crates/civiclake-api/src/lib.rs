@@ -16,8 +16,9 @@ mod write;
 
 pub use auth::{Auth, Caller, MaybeCaller};
 pub use error::{ApiError, ErrorBody};
-pub use metrics::{ApiMetrics, MetricsSource};
+pub use metrics::{ApiMetrics, MetricsSource, render_all as render_metrics};
 pub use query::{OutputFormat, encode};
+pub use web::dashboards::DashboardCatalog;
 
 use axum::Json;
 use axum::Router;
@@ -46,6 +47,8 @@ pub struct AppState {
     pub auth: Auth,
     /// Metrics of other parts of the server, appended to `/metrics`.
     pub metric_sources: Vec<Arc<dyn MetricsSource>>,
+    /// The dashboards and their map layers.
+    pub dashboards: Arc<DashboardCatalog>,
 }
 
 /// Settings of the HTTP layer.

@@ -215,3 +215,12 @@ mod tests {
         assert!(out.contains("x_count 2\n"));
     }
 }
+
+/// Everything `/metrics` shows: the API's and the lake's metrics, then each source's.
+pub fn render_all(state: &crate::AppState) -> String {
+    let mut out = render(&state.metrics, &state.lake);
+    for source in &state.metric_sources {
+        source.render(&mut out);
+    }
+    out
+}

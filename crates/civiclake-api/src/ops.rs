@@ -49,13 +49,7 @@ pub(crate) async fn metrics(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        {
-            let mut out = crate::metrics::render(&state.metrics, &state.lake);
-            for source in &state.metric_sources {
-                source.render(&mut out);
-            }
-            out
-        },
+        crate::metrics::render_all(&state),
     ))
 }
 

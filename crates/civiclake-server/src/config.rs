@@ -258,6 +258,20 @@ pub struct HttpSettings {
     pub max_body_size: Option<ByteSize>,
 }
 
+/// Dashboards served at `/dashboards`.
+#[derive(Debug, Clone, Default, Args, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DashboardSettings {
+    /// Folder of the dashboard files (`*.toml`) and of their map layers (`geo/*.geojson`).
+    #[arg(
+        long = "dashboards-dir",
+        env = "CIVICLAKE_DASHBOARDS__DIR",
+        value_name = "DIR"
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dir: Option<PathBuf>,
+}
+
 /// When writers are slowed down (HTTP 503 with Retry-After; MQTT and Kafka pause).
 #[derive(Debug, Clone, Default, Args, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -408,6 +422,18 @@ pub struct ServeSettings {
     )]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub insecure_no_auth: Option<bool>,
+    /// Stream a simulated city into the lake (1,000 sensors, the last 24 hours first, then
+    /// live), for the shipped dashboards.
+    #[arg(
+        long = "demo",
+        env = "CIVICLAKE_DEMO",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub demo: Option<bool>,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub wal: WalSettings,
@@ -441,6 +467,9 @@ pub struct ServeSettings {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub kafka: KafkaSettings,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub dashboards: DashboardSettings,
 }
 
 /// `civiclake serve` arguments: a config file and the settings.
@@ -489,6 +518,10 @@ pub struct Config {
     pub mqtt_sources: Vec<civiclake_mqtt::MqttSourceConfig>,
     /// Kafka consumers.
     pub kafka_sources: Vec<crate::kafka::KafkaSourceConfig>,
+    /// Folder of the dashboards.
+    pub dashboards_dir: PathBuf,
+    /// Stream the simulated demo city into the lake.
+    pub demo: bool,
 }
 
 /// The defaults, as a fully populated settings value.
@@ -499,6 +532,7 @@ pub fn defaults() -> ServeSettings {
         data_dir: Some(PathBuf::from("data")),
         http_addr: Some(SocketAddr::from(([127, 0, 0, 1], 8080))),
         insecure_no_auth: Some(false),
+        demo: Some(false),
         wal: WalSettings {
             fsync: Some(lake.wal_fsync),
             segment_size: Some(ByteSize(lake.wal_segment_bytes)),
@@ -546,6 +580,9 @@ pub fn defaults() -> ServeSettings {
             phone_key_rotation: Some("daily".into()),
         },
         kafka: KafkaSettings { source: Vec::new() },
+        dashboards: DashboardSettings {
+            dir: Some(PathBuf::from("dashboards")),
+        },
     }
 }
 
@@ -703,6 +740,8 @@ impl ServeArgs {
             phone_key_daily,
             mqtt_sources,
             kafka_sources,
+            dashboards_dir: s.dashboards.dir.ok_or_else(missing)?,
+            demo: s.demo.ok_or_else(missing)?,
         })
     }
 }

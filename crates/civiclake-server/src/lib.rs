@@ -8,10 +8,12 @@
 //! [`Platform`] through [`Server::platform`].
 
 pub mod config;
+mod demo;
 pub mod ingest;
 pub mod kafka;
 mod mqtt;
 mod platform;
+pub mod selfmetrics;
 
 use civiclake_api::{ApiConfig, ApiMetrics, AppState, Auth};
 use civiclake_auth::AuthStore;
@@ -26,6 +28,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::watch;
+
+/// How often civiclake's own metrics are sampled into `_metrics`.
+const SELF_METRICS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// An error that stops the server.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +58,9 @@ pub enum Error {
         /// What went wrong.
         reason: String,
     },
+    /// A dashboard file or map layer is invalid.
+    #[error("dashboards: {0}")]
+    Dashboards(#[from] civiclake_dashboards::DashboardError),
     /// A Kafka source cannot start.
     #[error("Kafka source: {0}")]
     Kafka(#[from] kafka::KafkaError),
@@ -101,6 +109,8 @@ pub struct Server {
     http: tokio::task::JoinHandle<std::io::Result<()>>,
     background: tokio::task::JoinHandle<()>,
     last_used: tokio::task::JoinHandle<()>,
+    /// The `_metrics` sampler and, with `--demo`, the demo city.
+    samplers: Vec<tokio::task::JoinHandle<()>>,
     modules: Arc<ModuleRegistry>,
     module_events: BTreeMap<String, Arc<ModuleEvents>>,
     router: TopicRouter,
@@ -151,6 +161,7 @@ impl Server {
                 Arc::new(ModuleEvents::new(module.clone())),
             );
         }
+        lake.ensure_table(selfmetrics::METRICS_TABLE, &selfmetrics::metrics_schema())?;
         let engine = QueryEngine::new(lake.clone(), config.query.clone())?;
         let store = Arc::new(AuthStore::open(&config.data_dir)?);
         let modules = Arc::new(modules);
@@ -245,6 +256,13 @@ impl Server {
                 mqtt_sources.iter().map(Arc::downgrade).collect(),
             )));
         }
+        let dashboards = civiclake_api::DashboardCatalog::load(&config.dashboards_dir)?;
+        tracing::info!(
+            dir = %config.dashboards_dir.display(),
+            dashboards = dashboards.set.dashboards().len(),
+            layers = dashboards.geo.names().count(),
+            "dashboards loaded"
+        );
         let state = AppState {
             auth,
             lake: lake.clone(),
@@ -252,9 +270,10 @@ impl Server {
             metrics: Arc::new(ApiMetrics::default()),
             started: Instant::now(),
             metric_sources,
+            dashboards: Arc::new(dashboards),
         };
         let app = civiclake_api::router(
-            state,
+            state.clone(),
             &ApiConfig {
                 max_body_bytes: config.max_body_bytes,
             },
@@ -279,6 +298,18 @@ impl Server {
                 .await
         });
         let background = tokio::spawn(lake.clone().run_background(rx.clone()));
+        let mut samplers = vec![tokio::spawn(selfmetrics::run(
+            state,
+            SELF_METRICS_INTERVAL,
+            rx.clone(),
+        ))];
+        if config.demo {
+            samplers.push(tokio::spawn(demo::run(
+                lake.clone(),
+                config.data_dir.clone(),
+                rx.clone(),
+            )));
+        }
         let last_used = tokio::spawn(persist_last_used(store.clone(), rx));
         tracing::info!(%addr, data_dir = %config.data_dir.display(), "civiclake is serving");
         Ok(Self {
@@ -290,6 +321,7 @@ impl Server {
             http,
             background,
             last_used,
+            samplers,
             modules,
             module_events,
             router,
@@ -371,6 +403,9 @@ impl Server {
         let _ = self.http.await;
         let _ = self.background.await;
         let _ = self.last_used.await;
+        for task in self.samplers {
+            let _ = task.await;
+        }
         let stats = self.lake.shutdown().await?;
         tracing::info!(
             rows = stats.rows,

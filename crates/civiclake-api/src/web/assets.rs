@@ -26,6 +26,11 @@ const ASSETS: &[Asset] = &[
         bytes: include_bytes!("../../assets/style.css"),
     },
     Asset {
+        name: "dashboard.js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("../../assets/dashboard.js"),
+    },
+    Asset {
         name: "favicon.svg",
         content_type: "image/svg+xml",
         bytes: include_bytes!("../../assets/favicon.svg"),

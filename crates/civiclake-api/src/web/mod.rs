@@ -8,9 +8,11 @@
 //! or style).
 
 mod assets;
+pub(crate) mod dashboards;
 mod format;
 mod home;
 mod session;
+mod sql;
 
 use crate::AppState;
 use askama::Template;
@@ -30,6 +32,11 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; st
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(home::home))
+        .route("/dashboards", get(dashboards::index))
+        .route("/dashboards/{id}", get(dashboards::page))
+        .route("/dashboards/{id}/panels/{file}", get(dashboards::panel))
+        .route("/dashboards/{id}/panels/{panel}/sql", get(dashboards::panel_sql))
+        .route("/sql", get(sql::page))
         .route("/login", get(session::login_form).post(session::login))
         .route("/logout", post(session::logout))
         .route("/static/{name}", get(assets::serve))
