@@ -5,6 +5,7 @@
 mod auth;
 mod browser;
 mod cli;
+mod dashboards;
 mod durability;
 mod http_api;
 mod kafka;

@@ -57,6 +57,8 @@ impl TestServer {
             &["--insecure-no-auth"][..]
         })
         .env("CIVICLAKE_LOG__FILTER", "warn")
+        // No `_metrics` samples (a table whose rows grow by themselves) unless a test asks.
+        .env("CIVICLAKE_METRICS__SAMPLE_INTERVAL", "0s")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
         for (k, v) in &env {

@@ -272,6 +272,20 @@ pub struct DashboardSettings {
     pub dir: Option<PathBuf>,
 }
 
+/// civiclake's own metrics as a table.
+#[derive(Debug, Clone, Default, Args, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// How often the metrics of `/metrics` are sampled into the table `_metrics` (0s: never).
+    #[arg(
+        long = "metrics-sample-interval",
+        env = "CIVICLAKE_METRICS__SAMPLE_INTERVAL",
+        value_name = "DURATION"
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sample_interval: Option<HumanDuration>,
+}
+
 /// When writers are slowed down (HTTP 503 with Retry-After; MQTT and Kafka pause).
 #[derive(Debug, Clone, Default, Args, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -470,6 +484,9 @@ pub struct ServeSettings {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub dashboards: DashboardSettings,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub metrics: MetricsSettings,
 }
 
 /// `civiclake serve` arguments: a config file and the settings.
@@ -522,6 +539,8 @@ pub struct Config {
     pub dashboards_dir: PathBuf,
     /// Stream the simulated demo city into the lake.
     pub demo: bool,
+    /// How often metrics are sampled into `_metrics`; `None`: never.
+    pub metrics_sample_interval: Option<Duration>,
 }
 
 /// The defaults, as a fully populated settings value.
@@ -582,6 +601,9 @@ pub fn defaults() -> ServeSettings {
         kafka: KafkaSettings { source: Vec::new() },
         dashboards: DashboardSettings {
             dir: Some(PathBuf::from("dashboards")),
+        },
+        metrics: MetricsSettings {
+            sample_interval: Some(HumanDuration(Duration::from_secs(10))),
         },
     }
 }
@@ -742,6 +764,8 @@ impl ServeArgs {
             kafka_sources,
             dashboards_dir: s.dashboards.dir.ok_or_else(missing)?,
             demo: s.demo.ok_or_else(missing)?,
+            metrics_sample_interval: Some(s.metrics.sample_interval.ok_or_else(missing)?.0)
+                .filter(|d| !d.is_zero()),
         })
     }
 }

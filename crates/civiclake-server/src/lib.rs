@@ -29,9 +29,6 @@ use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::watch;
 
-/// How often civiclake's own metrics are sampled into `_metrics`.
-const SELF_METRICS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
-
 /// An error that stops the server.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -161,7 +158,9 @@ impl Server {
                 Arc::new(ModuleEvents::new(module.clone())),
             );
         }
-        lake.ensure_table(selfmetrics::METRICS_TABLE, &selfmetrics::metrics_schema())?;
+        if config.metrics_sample_interval.is_some() {
+            lake.ensure_table(selfmetrics::METRICS_TABLE, &selfmetrics::metrics_schema())?;
+        }
         let engine = QueryEngine::new(lake.clone(), config.query.clone())?;
         let store = Arc::new(AuthStore::open(&config.data_dir)?);
         let modules = Arc::new(modules);
@@ -298,11 +297,10 @@ impl Server {
                 .await
         });
         let background = tokio::spawn(lake.clone().run_background(rx.clone()));
-        let mut samplers = vec![tokio::spawn(selfmetrics::run(
-            state,
-            SELF_METRICS_INTERVAL,
-            rx.clone(),
-        ))];
+        let mut samplers = Vec::new();
+        if let Some(interval) = config.metrics_sample_interval {
+            samplers.push(tokio::spawn(selfmetrics::run(state, interval, rx.clone())));
+        }
         if config.demo {
             samplers.push(tokio::spawn(demo::run(
                 lake.clone(),
