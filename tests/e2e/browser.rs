@@ -227,6 +227,11 @@ impl Browser {
 
     /// Saves a screenshot to `target/browser-screenshots/<test>.png` and returns its path.
     fn screenshot(&self) -> PathBuf {
+        self.screenshot_as(self.test)
+    }
+
+    /// Saves a screenshot to `target/browser-screenshots/<name>.png` and returns its path.
+    fn screenshot_as(&self, name: &str) -> PathBuf {
         let png = self
             .runtime
             .block_on(self.client().screenshot())
@@ -236,7 +241,7 @@ impl Browser {
             .expect("the target directory")
             .join("browser-screenshots");
         std::fs::create_dir_all(&dir).expect("screenshot dir");
-        let path = dir.join(format!("{}.png", self.test));
+        let path = dir.join(format!("{name}.png"));
         std::fs::write(&path, png).expect("write screenshot");
         path
     }
@@ -420,4 +425,63 @@ fn browser_sign_in_form_is_labelled_and_sets_the_cookie() {
         .expect("cookies");
     assert!(cookies.iter().all(|c| c.name() != "civiclake_token"));
     assert_eq!(browser.texts(".session a"), ["Sign in"]);
+}
+
+#[test]
+fn browser_shipped_dashboards_show_every_panel_without_errors() {
+    let Some(browser) = browser("dashboards") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = crate::dashboards::demo_server(dir.path());
+    for id in ["air-noise", "fleet-health", "civiclake"] {
+        browser.open(&format!("{}/dashboards/{id}", server.url));
+        // Every panel image loaded and drawn (an image answered with an error status would be a
+        // console error too).
+        let mut loaded = Value::Null;
+        for _ in 0..120 {
+            loaded = browser.js(
+                "const imgs = Array.from(document.querySelectorAll('#panels img'));
+                 return [imgs.length, imgs.filter(i => i.complete && i.naturalWidth > 0).length];",
+            );
+            if loaded[0] == loaded[1] && loaded[0].as_u64().unwrap_or(0) > 0 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+        assert_eq!(loaded[0], loaded[1], "{id}: panels loaded {loaded}");
+        assert!(loaded[0].as_u64().unwrap_or(0) >= 6, "{id}: {loaded}");
+        assert_png(&browser.screenshot_as(&format!("dashboard-{id}")));
+        browser.assert_no_console_errors(id);
+        // Each panel's links: CSV, PNG and SQL, named for screen readers.
+        let links = browser.texts("#panels figure:first-child .links a");
+        assert_eq!(links.len(), 3, "{id}: {links:?}");
+        assert!(links[0].starts_with("Download CSV of "), "{links:?}");
+    }
+
+    // The controls are labelled selects; choosing another range and submitting shows it.
+    browser.open(&format!("{}/dashboards/air-noise", server.url));
+    let labels = browser.texts(".dashboard-controls label");
+    assert_eq!(labels, ["Time range", "District"]);
+    browser.js(
+        "document.getElementById('range').value = 'now-6h';
+         document.getElementById('var-district').value = 'Nord';
+         document.querySelector('.dashboard-controls').submit(); return null;",
+    );
+    let mut url = Value::Null;
+    for _ in 0..40 {
+        url = browser.js("return location.search;");
+        if url.as_str().is_some_and(|u| u.contains("from=now-6h")) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    let url = url.as_str().unwrap_or_default().to_string();
+    assert!(url.contains("from=now-6h") && url.contains("var-district=Nord"), "{url}");
+    let src = browser.js("return document.querySelector('#panel-no2 img').getAttribute('src');");
+    assert!(
+        src.as_str().is_some_and(|s| s.contains("var-district=Nord")),
+        "{src}"
+    );
+    browser.assert_no_console_errors("air-noise with Nord");
 }
