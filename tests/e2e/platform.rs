@@ -71,6 +71,9 @@ fn config(dir: &Path) -> Config {
         phone_key_daily: true,
         mqtt_sources: Vec::new(),
         kafka_sources: Vec::new(),
+        dashboards_dir: dir.join("dashboards"),
+        demo: false,
+        metrics_sample_interval: None,
     }
 }
 
