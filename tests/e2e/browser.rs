@@ -463,11 +463,9 @@ fn browser_shipped_dashboards_show_every_panel_without_errors() {
     browser.open(&format!("{}/dashboards/air-noise", server.url));
     let labels = browser.texts(".dashboard-controls label");
     assert_eq!(labels, ["Time range", "District"]);
-    browser.js(
-        "document.getElementById('range').value = 'now-6h';
+    browser.js("document.getElementById('range').value = 'now-6h';
          document.getElementById('var-district').value = 'Nord';
-         document.querySelector('.dashboard-controls').submit(); return null;",
-    );
+         document.querySelector('.dashboard-controls').submit(); return null;");
     let mut url = Value::Null;
     for _ in 0..40 {
         url = browser.js("return location.search;");
@@ -477,10 +475,14 @@ fn browser_shipped_dashboards_show_every_panel_without_errors() {
         std::thread::sleep(std::time::Duration::from_millis(250));
     }
     let url = url.as_str().unwrap_or_default().to_string();
-    assert!(url.contains("from=now-6h") && url.contains("var-district=Nord"), "{url}");
+    assert!(
+        url.contains("from=now-6h") && url.contains("var-district=Nord"),
+        "{url}"
+    );
     let src = browser.js("return document.querySelector('#panel-no2 img').getAttribute('src');");
     assert!(
-        src.as_str().is_some_and(|s| s.contains("var-district=Nord")),
+        src.as_str()
+            .is_some_and(|s| s.contains("var-district=Nord")),
         "{src}"
     );
     browser.assert_no_console_errors("air-noise with Nord");

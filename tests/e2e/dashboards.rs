@@ -22,7 +22,10 @@ pub(crate) fn demo_server(dir: &std::path::Path) -> TestServer {
         dir,
         &[
             ("CIVICLAKE_DEMO", "true"),
-            ("CIVICLAKE_DASHBOARDS__DIR", dashboards.to_str().expect("UTF-8 path")),
+            (
+                "CIVICLAKE_DASHBOARDS__DIR",
+                dashboards.to_str().expect("UTF-8 path"),
+            ),
             ("CIVICLAKE_METRICS__SAMPLE_INTERVAL", "2s"),
         ],
     );
@@ -159,13 +162,20 @@ fn shipped_dashboards_draw_every_panel_on_the_demo_city() {
         .unwrap();
     assert_eq!(sql.status(), 200);
     let sql = sql.text().unwrap();
-    assert!(sql.contains("(district = &#x27;Nord&#x27;)") || sql.contains("(district = &#39;Nord&#39;)"), "{sql}");
+    assert!(
+        sql.contains("(district = &#x27;Nord&#x27;)")
+            || sql.contains("(district = &#39;Nord&#39;)"),
+        "{sql}"
+    );
     assert!(sql.contains("TIMESTAMP"), "{sql}");
 
     // The SQL page runs a query and links its CSV.
     let page = client
         .get(format!("{}/sql", server.url))
-        .query(&[("q", "SELECT kind, count(*) AS n FROM sensors GROUP BY kind ORDER BY kind")])
+        .query(&[(
+            "q",
+            "SELECT kind, count(*) AS n FROM sensors GROUP BY kind ORDER BY kind",
+        )])
         .send()
         .unwrap();
     assert_eq!(page.status(), 200);
@@ -213,7 +223,10 @@ fn panel_requests_are_checked_and_errors_are_drawn() {
     );
     // Unknown dashboard, panel, or format.
     assert_eq!(get("/dashboards/nowhere").status(), 404);
-    assert_eq!(get("/dashboards/air-noise/panels/nothing.svg").status(), 404);
+    assert_eq!(
+        get("/dashboards/air-noise/panels/nothing.svg").status(),
+        404
+    );
     assert_eq!(get("/dashboards/air-noise/panels/no2.gif").status(), 404);
     // No data at all (no table yet): the query's error is drawn, with its status.
     let r = get("/dashboards/air-noise/panels/no2.svg");
@@ -221,12 +234,17 @@ fn panel_requests_are_checked_and_errors_are_drawn() {
     let svg = r.text().unwrap();
     assert!(svg.contains("air"), "{svg}");
     // Data but none in range: a chart that says "No data".
-    server.write_lp("air", "air,sensor=s1,district=Nord no2=20 1767225600000000000");
+    server.write_lp(
+        "air",
+        "air,sensor=s1,district=Nord no2=20 1767225600000000000",
+    );
     let r = get("/dashboards/air-noise/panels/no2.svg?from=now-1h");
     assert_eq!(r.status(), 200);
     assert!(r.text().unwrap().contains("No data"));
     // PNG on request.
-    let r = get("/dashboards/air-noise/panels/no2.png?from=2025-12-31T23:00:00Z&to=2026-01-01T01:00:00Z");
+    let r = get(
+        "/dashboards/air-noise/panels/no2.png?from=2025-12-31T23:00:00Z&to=2026-01-01T01:00:00Z",
+    );
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-type"], "image/png");
     assert!(r.bytes().unwrap().starts_with(b"\x89PNG"));
@@ -247,20 +265,23 @@ fn dashboards_need_a_token_that_may_see_them() {
         .unwrap();
     assert_eq!(r.status(), 401);
     let r = client
-        .get(format!("{}/dashboards/air-noise/panels/no2.svg", server.url))
+        .get(format!(
+            "{}/dashboards/air-noise/panels/no2.svg",
+            server.url
+        ))
         .send()
         .unwrap();
     assert_eq!(r.status(), 401);
     assert!(r.text().unwrap().contains("sign in"));
-    let token = |role: &str| last_line(&token_cmd(dir.path(), &["create", "--role", role]));
-    let gateway = token("gateway");
+    let token = |args: &[&str]| last_line(&token_cmd(dir.path(), args));
+    let gateway = token(&["create", "--role", "gateway", "--tables", "air"]);
     let r = client
         .get(format!("{}/dashboards", server.url))
         .bearer_auth(&gateway)
         .send()
         .unwrap();
     assert_eq!(r.status(), 403);
-    let planner = token("planner");
+    let planner = token(&["create", "--role", "planner"]);
     let r = client
         .get(format!("{}/dashboards", server.url))
         .bearer_auth(&planner)

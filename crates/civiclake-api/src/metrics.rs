@@ -198,6 +198,15 @@ pub(crate) fn render(api: &ApiMetrics, lake: &civiclake_lake::Lake) -> String {
     out
 }
 
+/// Everything `/metrics` shows: the API's and the lake's metrics, then each source's.
+pub fn render_all(state: &crate::AppState) -> String {
+    let mut out = render(&state.metrics, &state.lake);
+    for source in &state.metric_sources {
+        source.render(&mut out);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,13 +223,4 @@ mod tests {
         assert!(out.contains("x_bucket{le=\"+Inf\"} 2\n"));
         assert!(out.contains("x_count 2\n"));
     }
-}
-
-/// Everything `/metrics` shows: the API's and the lake's metrics, then each source's.
-pub fn render_all(state: &crate::AppState) -> String {
-    let mut out = render(&state.metrics, &state.lake);
-    for source in &state.metric_sources {
-        source.render(&mut out);
-    }
-    out
 }

@@ -51,24 +51,28 @@ impl DashboardCatalog {
 }
 
 /// The caller, if they may see dashboards; otherwise the page that says why not.
-fn viewer(caller: Option<Principal>, headers: &HeaderMap) -> Result<Principal, Response> {
+fn viewer(caller: Option<Principal>, headers: &HeaderMap) -> Result<Principal, Box<Response>> {
     match caller {
-        None => Err(error_page(
+        None => Err(Box::new(error_page(
             headers,
             StatusCode::UNAUTHORIZED,
             "Sign in with a token to see the dashboards.",
-        )),
+        ))),
         Some(p) if p.can(Permission::Dashboards) || p.can(Permission::Query) => Ok(p),
-        Some(p) => Err(error_page(
+        Some(p) => Err(Box::new(error_page(
             headers,
             StatusCode::FORBIDDEN,
             &format!("The role {} may not see dashboards.", p.role),
-        )),
+        ))),
     }
 }
 
 fn not_found(headers: &HeaderMap, what: &str) -> Response {
-    error_page(headers, StatusCode::NOT_FOUND, &format!("There is no {what}."))
+    error_page(
+        headers,
+        StatusCode::NOT_FOUND,
+        &format!("There is no {what}."),
+    )
 }
 
 /// The query parameters of a request, decoded, in order.
@@ -108,7 +112,7 @@ pub(crate) async fn index(
     headers: HeaderMap,
 ) -> Response {
     if let Err(page) = viewer(caller, &headers) {
-        return page;
+        return *page;
     }
     let dashboards = state
         .dashboards
@@ -217,7 +221,7 @@ pub(crate) async fn page(
 ) -> Response {
     let caller = match viewer(caller, &headers) {
         Ok(c) => c,
-        Err(page) => return page,
+        Err(page) => return *page,
     };
     let Some(dashboard) = state.dashboards.set.get(&id) else {
         return not_found(&headers, &format!("dashboard {id}"));
@@ -383,7 +387,10 @@ fn svg_error(title: &str, req_size: (u32, u32), error: &ApiError) -> Response {
     (
         error.status(),
         [
-            (header::CONTENT_TYPE, HeaderValue::from_static("image/svg+xml")),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("image/svg+xml"),
+            ),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
         ],
         svg,
@@ -465,10 +472,8 @@ pub(crate) async fn panel(
     match format {
         PanelFormat::Csv => match encode(&result.schema, &result.batches, OutputFormat::Csv) {
             Ok(body) => {
-                let disposition = format!(
-                    "attachment; filename=\"{}-{}.csv\"",
-                    dashboard.id, panel.id
-                );
+                let disposition =
+                    format!("attachment; filename=\"{}-{}.csv\"", dashboard.id, panel.id);
                 let mut response = (headers_for("text/csv; charset=utf-8"), body).into_response();
                 if let Ok(v) = HeaderValue::from_str(&disposition) {
                     response
@@ -530,11 +535,13 @@ pub(crate) async fn panel_sql(
     RawQuery(raw): RawQuery,
 ) -> Response {
     if let Err(page) = viewer(caller, &headers) {
-        return page;
+        return *page;
     }
     let (dashboard, panel, req) = match resolve(&state, &id, &panel_id, raw.as_deref()) {
         Ok(r) => r,
-        Err(e) if e.status() == StatusCode::NOT_FOUND => return not_found(&headers, &format!("panel {panel_id} in dashboard {id}")),
+        Err(e) if e.status() == StatusCode::NOT_FOUND => {
+            return not_found(&headers, &format!("panel {panel_id} in dashboard {id}"));
+        }
         Err(e) => return error_page(&headers, e.status(), e.message()),
     };
     let sql = match dashboard.panel_sql(panel, &req) {

@@ -35,7 +35,10 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/dashboards", get(dashboards::index))
         .route("/dashboards/{id}", get(dashboards::page))
         .route("/dashboards/{id}/panels/{file}", get(dashboards::panel))
-        .route("/dashboards/{id}/panels/{panel}/sql", get(dashboards::panel_sql))
+        .route(
+            "/dashboards/{id}/panels/{panel}/sql",
+            get(dashboards::panel_sql),
+        )
         .route("/sql", get(sql::page))
         .route("/login", get(session::login_form).post(session::login))
         .route("/logout", post(session::logout))

@@ -122,8 +122,12 @@ pub(crate) async fn page(
             if page.rows.len() >= SHOWN_ROWS {
                 break 'batches;
             }
-            page.rows
-                .push(formatters.iter().map(|f| f.value(row).to_string()).collect());
+            page.rows.push(
+                formatters
+                    .iter()
+                    .map(|f| f.value(row).to_string())
+                    .collect(),
+            );
         }
     }
     let shown = page.rows.len();
