@@ -279,6 +279,9 @@ async fn every_message_is_stored_exactly_once_across_restarts_and_lost_commits()
     wait_for("2015 duplicates", || source.stats().duplicates == 2015).await;
     readings(&brokers, 2015, 2016);
     wait_for("2016 rows", || total(&lake, "air") == 2016).await;
+    // The rows are visible as soon as they are in the lake, a moment before the source
+    // counts them as stored.
+    wait_for("the new message counted", || source.stats().stored == 1).await;
     let stats = source.stats();
     assert_eq!(
         (stats.messages, stats.duplicates, stats.stored),
