@@ -124,17 +124,28 @@ pub fn encode(
     Ok(out)
 }
 
+/// Runs `sql` in `scope`, recording its latency and errors in the API's metrics: every SQL
+/// the HTTP layer runs (the query API, dashboard panels, the `/sql` page) goes through here.
+pub(crate) async fn run_sql(
+    state: &AppState,
+    sql: &str,
+    scope: &civiclake_query::SqlScope,
+) -> Result<civiclake_query::QueryResult, ApiError> {
+    let started = Instant::now();
+    let result = state.engine.sql_as(sql, scope).await;
+    state.metrics.query_latency.observe(started.elapsed());
+    result.map_err(|e| {
+        state.metrics.query_errors.fetch_add(1, Ordering::Relaxed);
+        ApiError::from(e)
+    })
+}
+
 async fn run(state: &AppState, caller: &Caller, req: QueryRequest) -> Result<Response, ApiError> {
     caller.require(Permission::Query)?;
     if req.sql.trim().is_empty() {
         return Err(ApiError::bad_request("the 'sql' parameter is empty"));
     }
-    let started = Instant::now();
-    let result = state.engine.sql_as(&req.sql, &caller.sql_scope()).await;
-    state.metrics.query_latency.observe(started.elapsed());
-    let result = result.inspect_err(|_| {
-        state.metrics.query_errors.fetch_add(1, Ordering::Relaxed);
-    })?;
+    let result = run_sql(state, &req.sql, &caller.sql_scope()).await?;
     let body = encode(&result.schema, &result.batches, req.format)
         .map_err(|m| ApiError::new(civiclake_core::ErrorClass::Internal, m))?;
     Ok(([(header::CONTENT_TYPE, req.format.content_type())], body).into_response())

@@ -24,7 +24,6 @@ use civiclake_dashboards::{
     VariableSource, render_error_svg_sized, render_png, render_svg, variable_choices,
 };
 use std::sync::Arc;
-use std::time::Instant;
 
 /// The dashboards a server serves and the boundary layers their maps draw.
 #[derive(Debug, Default)]
@@ -202,12 +201,9 @@ async fn choices_of(
     name: &str,
 ) -> Result<Vec<String>, String> {
     let sql = dashboard.variable_sql(name).map_err(|e| e.to_string())?;
-    let scope = crate::auth::scope_of(caller);
-    let result = state
-        .engine
-        .sql_as(sql, &scope)
+    let result = crate::query::run_sql(state, sql, &crate::auth::scope_of(caller))
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.message().to_string())?;
     variable_choices(&result.schema, &result.batches).map_err(|e| e.to_string())
 }
 
@@ -447,21 +443,9 @@ pub(crate) async fn panel(
         Ok(sql) => sql,
         Err(e) => return fail(&panel.title, dashboard_error(&e)),
     };
-    let started = Instant::now();
-    let result = state
-        .engine
-        .sql_as(&sql, &crate::auth::scope_of(&caller))
-        .await;
-    state.metrics.query_latency.observe(started.elapsed());
-    let result = match result {
+    let result = match crate::query::run_sql(&state, &sql, &crate::auth::scope_of(&caller)).await {
         Ok(r) => r,
-        Err(e) => {
-            state
-                .metrics
-                .query_errors
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            return fail(&panel.title, ApiError::from(e));
-        }
+        Err(e) => return fail(&panel.title, e),
     };
     let headers_for = |content_type: &'static str| {
         [

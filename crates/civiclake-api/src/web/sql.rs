@@ -78,20 +78,11 @@ pub(crate) async fn page(
         return render(StatusCode::OK, &page);
     }
     let started = Instant::now();
-    let result = state
-        .engine
-        .sql_as(&sql, &crate::auth::scope_of(&caller))
-        .await;
+    let result = crate::query::run_sql(&state, &sql, &crate::auth::scope_of(&caller)).await;
     let elapsed = started.elapsed();
-    state.metrics.query_latency.observe(elapsed);
     let result = match result {
         Ok(r) => r,
         Err(e) => {
-            state
-                .metrics
-                .query_errors
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let e = crate::ApiError::from(e);
             page.error = e.message().to_string();
             return render(e.status(), &page);
         }
