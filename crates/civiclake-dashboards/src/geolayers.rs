@@ -40,23 +40,10 @@ impl GeoLayers {
     /// Reads every `*.geojson` file of `dir` as a layer named by its file stem. A folder that
     /// does not exist gives no layers (maps then draw points only).
     pub fn load_dir(dir: &Path) -> Result<Self, DashboardError> {
-        let io = |source| DashboardError::Io {
-            path: dir.to_path_buf(),
-            source,
-        };
-        let entries = match std::fs::read_dir(dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::new()),
-            Err(e) => return Err(io(e)),
-        };
-        let mut files = Vec::new();
-        for entry in entries {
-            let path = entry.map_err(io)?.path();
-            if path.extension().is_some_and(|e| e == "geojson") && path.is_file() {
-                files.push(path);
-            }
+        if !dir.exists() {
+            return Ok(Self::new());
         }
-        files.sort();
+        let files = crate::files_with_extension(dir, "geojson")?;
         let mut layers = Self::new();
         for path in files {
             let file = path.display().to_string();

@@ -83,6 +83,26 @@ mod request;
 mod sql;
 
 pub use error::DashboardError;
+
+/// The files of `dir` (not recursively) whose extension is `ext`, sorted by path.
+fn files_with_extension(
+    dir: &std::path::Path,
+    ext: &str,
+) -> Result<Vec<std::path::PathBuf>, DashboardError> {
+    let io = |source| DashboardError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let path = entry.map_err(io)?.path();
+        if path.extension().is_some_and(|e| e == ext) && path.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
 pub use geolayers::{Boundary, GeoLayer, GeoLayers};
 pub use model::{
     ALL_VALUE, COLOUR_NAMES, Colour, DEFAULT_BINS, DEFAULT_CHOICES, DEFAULT_MAX_ROWS,

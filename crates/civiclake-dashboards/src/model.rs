@@ -41,18 +41,7 @@ impl DashboardSet {
     /// stem. Unknown keys, bad values and malformed SQL macros are errors naming the file
     /// and the panel or variable. A folder without dashboard files gives an empty set.
     pub fn load_dir(dir: &Path) -> Result<Self, DashboardError> {
-        let io = |source| DashboardError::Io {
-            path: dir.to_path_buf(),
-            source,
-        };
-        let mut files = Vec::new();
-        for entry in std::fs::read_dir(dir).map_err(io)? {
-            let path = entry.map_err(io)?.path();
-            if path.extension().is_some_and(|e| e == "toml") && path.is_file() {
-                files.push(path);
-            }
-        }
-        files.sort();
+        let files = crate::files_with_extension(dir, "toml")?;
         let mut dashboards = Vec::with_capacity(files.len());
         for path in files {
             let file = path.display().to_string();
