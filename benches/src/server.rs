@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 pub(crate) struct Civiclake {
     bin: PathBuf,
     config: Option<PathBuf>,
+    extra_args: Vec<String>,
     child: Child,
     /// Its data directory.
     pub(crate) data: PathBuf,
@@ -28,7 +29,16 @@ pub(crate) struct Civiclake {
 impl Civiclake {
     /// Starts the binary on a fresh (or existing) data directory.
     pub(crate) fn start(bin: &Path, data: &Path) -> Result<Self, String> {
-        Self::start_inner(bin, data, None)
+        Self::start_inner(bin, data, None, &[])
+    }
+
+    /// Starts the binary with more `serve` arguments (e.g. `--demo`).
+    pub(crate) fn start_with_args(
+        bin: &Path,
+        data: &Path,
+        args: &[String],
+    ) -> Result<Self, String> {
+        Self::start_inner(bin, data, None, args)
     }
 
     /// Starts the binary with a configuration file (`--config`).
@@ -37,11 +47,16 @@ impl Civiclake {
         data: &Path,
         config: &Path,
     ) -> Result<Self, String> {
-        Self::start_inner(bin, data, Some(config))
+        Self::start_inner(bin, data, Some(config), &[])
     }
 
-    fn start_inner(bin: &Path, data: &Path, config: Option<&Path>) -> Result<Self, String> {
-        let (child, url, mqtt) = spawn(bin, data, config)?;
+    fn start_inner(
+        bin: &Path,
+        data: &Path,
+        config: Option<&Path>,
+        extra_args: &[String],
+    ) -> Result<Self, String> {
+        let (child, url, mqtt) = spawn(bin, data, config, extra_args)?;
         let http = reqwest::blocking::Client::builder()
             .timeout(Duration::from_secs(3600))
             .build()
@@ -49,6 +64,7 @@ impl Civiclake {
         Ok(Self {
             bin: bin.to_path_buf(),
             config: config.map(Path::to_path_buf),
+            extra_args: extra_args.to_vec(),
             child,
             data: data.to_path_buf(),
             url,
@@ -63,7 +79,12 @@ impl Civiclake {
     pub(crate) fn restart(&mut self) -> Result<(), String> {
         self.peak_rss = self.peak_rss.max(self.peak_rss_now());
         self.stop();
-        let (child, url, mqtt) = spawn(&self.bin, &self.data, self.config.as_deref())?;
+        let (child, url, mqtt) = spawn(
+            &self.bin,
+            &self.data,
+            self.config.as_deref(),
+            &self.extra_args,
+        )?;
         self.child = child;
         self.url = url;
         self.mqtt = mqtt;
@@ -204,6 +225,7 @@ fn spawn(
     bin: &Path,
     data: &Path,
     config: Option<&Path>,
+    extra_args: &[String],
 ) -> Result<(Child, String, Option<String>), String> {
     let mut command = Command::new(bin);
     if let Some(config) = config {
@@ -220,6 +242,7 @@ fn spawn(
             "--data-dir",
         ])
         .arg(data)
+        .args(extra_args)
         // The server's own log filter: warnings only, unless CIVICLAKE_BENCH_SERVER_LOG says
         // otherwise (e.g. `info,civiclake_server::kafka=debug` to look into a part).
         .env(

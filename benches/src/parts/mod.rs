@@ -2,6 +2,7 @@
 //! [`all`]; `civiclake-bench all` runs them in that order, `civiclake-bench NAME...` only
 //! the ones named.
 
+mod dashboards;
 mod freshness;
 mod influx;
 mod ingest;
@@ -43,6 +44,7 @@ pub(crate) fn all() -> Vec<Box<dyn Part>> {
         Box::new(freshness::Freshness),
         Box::new(mqtt::MqttEndToEnd),
         Box::new(kafka::KafkaConsume),
+        Box::new(dashboards::Dashboards),
     ]
 }
 
