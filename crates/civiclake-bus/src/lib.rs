@@ -6,5 +6,7 @@
 //!   a subject prefix and an expression on attributes and data
 //!   (`data.meals > 100 and data.diets contains 'celiac'`), parsed once and evaluated per
 //!   event.
+//! * [`transform`]: field mappings that reshape an event's data for a subscriber.
 
 pub mod filter;
+pub mod transform;
