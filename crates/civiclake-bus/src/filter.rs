@@ -836,8 +836,10 @@ fn contains(a: Val<'_>, b: Val<'_>) -> bool {
 ///
 /// It keeps the text it was parsed from: serde writes that text back unchanged, while
 /// [`Display`](fmt::Display) writes a normalised form (keywords, one space around
-/// operators, only the parentheses needed) that parses to the same expression. Two
-/// expressions are equal when they parse to the same structure, whatever their spelling.
+/// operators, only the parentheses needed) that parses to the same expression (it can be
+/// longer than the original, `&&` becoming `and`, so near [`MAX_EXPRESSION_LEN`] it may
+/// exceed the limit; what is stored is the original). Two expressions are equal when they
+/// parse to the same structure, whatever their spelling.
 #[derive(Debug, Clone)]
 pub struct Expression {
     source: String,

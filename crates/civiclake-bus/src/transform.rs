@@ -280,7 +280,8 @@ impl Transform {
     /// The event with its data rebuilt by the mapping. Never fails: on a transformation
     /// that [`validate`](Self::validate) would refuse, a `from` that is not a path counts
     /// as absent, `from` wins over `value`, and a later mapping replaces what an earlier one
-    /// wrote where their fields collide.
+    /// wrote where their fields collide. The `from` paths are parsed on each call (they are
+    /// a few characters each).
     pub fn apply(&self, event: &CloudEvent) -> CloudEvent {
         let sources: Vec<Option<Path>> = self
             .mapping
