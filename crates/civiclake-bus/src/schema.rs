@@ -116,7 +116,7 @@
 //! Schema Registry answers), invalid schemas, type names, `dataschema` values and data are 400.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::str::FromStr;
 
@@ -136,6 +136,9 @@ pub const MAX_SCHEMA_DEPTH: usize = 64;
 /// Most pairwise comparisons one compatibility check makes before it gives up (and reports
 /// that it cannot prove compatibility).
 const MAX_CHECK_STEPS: usize = 20_000;
+
+/// Most value pairs one equality test of two subschemas compares.
+const MAX_EQUIV_STEPS: usize = 10_000;
 
 /// Longest `$ref` chain followed when looking for reference cycles.
 const MAX_REF_CHAIN: usize = 512;
@@ -1638,6 +1641,19 @@ fn show_list<'v>(values: impl IntoIterator<Item = &'v Value>) -> String {
     format!("[{}]", shown.join(", "))
 }
 
+/// "`keyword` 5 added", "… removed", "… changed from 5 to 3".
+fn describe_change(keyword: &str, old: Option<&Value>, new: Option<&Value>) -> String {
+    match (old, new) {
+        (None, Some(new)) => format!("{keyword} {} added", show(new)),
+        (Some(old), None) => format!("{keyword} {} removed", show(old)),
+        (old, new) => format!(
+            "{keyword} changed from {} to {}",
+            show_opt(old),
+            show_opt(new)
+        ),
+    }
+}
+
 fn show_opt(value: Option<&Value>) -> String {
     value.map_or_else(|| "none".to_owned(), show)
 }
@@ -1921,16 +1937,6 @@ impl<'a> Checker<'a> {
         format!("{}{suffix}", self.cand(a, b))
     }
 
-    /// "added", "removed" or "changed", for a keyword present (or not) in A and B.
-    fn change_verb(&self, in_a: bool, in_b: bool) -> &'static str {
-        let (old, new) = self.old_new(in_a, in_b);
-        match (old, new) {
-            (false, true) => "added",
-            (true, false) => "removed",
-            _ => "changed",
-        }
-    }
-
     fn find(out: &mut Vec<Finding>, path: String, what: String) {
         push_finding(out, Finding { path, what });
     }
@@ -2004,6 +2010,9 @@ impl<'a> Checker<'a> {
             );
             return;
         }
+        if a.skip == 0 && b.skip == 0 && self.a_legacy == self.b_legacy && self.equiv(&a.v, &b.v) {
+            return;
+        }
         let path = self.cand(&a, &b);
         let a = match self.follow_refs(a, Side::A) {
             Ok(node) => node,
@@ -2028,9 +2037,6 @@ impl<'a> Checker<'a> {
     }
 
     fn sub_resolved(&mut self, a: Node<'a>, b: Node<'a>, depth: usize, out: &mut Vec<Finding>) {
-        if a.skip == 0 && b.skip == 0 && self.a_legacy == self.b_legacy && self.equiv(&a.v, &b.v) {
-            return;
-        }
         if a.is_false() || !b.has_constraints() {
             return;
         }
@@ -2054,7 +2060,10 @@ impl<'a> Checker<'a> {
             return Self::find(out, self.cand(&a, &b), what);
         }
         if let Some((values, origin)) = enumerable(&a) {
-            return self.check_values(&a, &b, values, origin, out);
+            // For `null`/`boolean` alone, a type B does not allow is clearer as a type change.
+            if origin != "type" || types_cover(type_set(&b).as_deref(), type_set(&a).as_deref()) {
+                return self.check_values(&a, &b, values, origin, out);
+            }
         }
         // B is a conjunction: A must be within each part.
         if let Some(reference) = b.get("$ref") {
@@ -2410,10 +2419,20 @@ impl<'a> Checker<'a> {
         } else {
             None
         };
+        let first_error = validator.iter_errors(first).next();
         let path = match self.dir {
-            Dir::Backward => match b_keyword {
-                Some(keyword) => format!("{}/{keyword}", b.ptr),
-                None => b.ptr.clone(),
+            Dir::Backward => match (b_keyword, &first_error) {
+                (Some(keyword), _) => format!("{}/{keyword}", b.ptr),
+                // The keyword of B that refused the value, unless it lies behind a $ref.
+                (None, Some(error)) => {
+                    let at = error.schema_path().to_string();
+                    if at.contains("$ref") {
+                        b.ptr.clone()
+                    } else {
+                        format!("{}{at}", b.ptr)
+                    }
+                }
+                (None, None) => b.ptr.clone(),
             },
             Dir::Forward => format!("{}/{origin}", a.ptr),
         };
@@ -2427,9 +2446,7 @@ impl<'a> Checker<'a> {
                 Dir::Forward => format!("enum value(s) {} added", show_list(refused)),
             },
             _ => {
-                let reason = validator
-                    .iter_errors(first)
-                    .next()
+                let reason = first_error
                     .map(|e| truncate(e.to_string(), 120))
                     .unwrap_or_default();
                 format!(
@@ -2477,12 +2494,20 @@ impl<'a> Checker<'a> {
                 format!("type {verb} from {old} to {new}"),
             );
         }
+        // The types of A's values that B may accept: their other keywords still matter (the
+        // integers among A's numbers when B only takes integers).
         let live: Vec<JType> = a_types
             .as_deref()
             .unwrap_or(&ANY_TYPE)
             .iter()
-            .copied()
-            .filter(|t| b_types.as_deref().is_none_or(|bt| covers(bt, *t)))
+            .filter_map(|t| match b_types.as_deref() {
+                None => Some(*t),
+                Some(bt) if covers(bt, *t) => Some(*t),
+                Some(bt) if *t == JType::Number && bt.contains(&JType::Integer) => {
+                    Some(JType::Integer)
+                }
+                Some(_) => None,
+            })
             .collect();
         let can_be = |t: JType| match t {
             JType::Number => live.contains(&JType::Number) || live.contains(&JType::Integer),
@@ -2515,12 +2540,7 @@ impl<'a> Checker<'a> {
                     Self::find(
                         out,
                         self.cand_at(a, b, &format!("/{keyword}")),
-                        format!(
-                            "{keyword} {} from {} to {}",
-                            self.change_verb(a.has(keyword), true),
-                            show_opt(old),
-                            show_opt(new)
-                        ),
+                        describe_change(keyword, old, new),
                     );
                 }
             }
@@ -2585,15 +2605,15 @@ impl<'a> Checker<'a> {
 
     fn keyword_changed(&self, a: &Node<'_>, b: &Node<'_>, keyword: &str, out: &mut Vec<Finding>) {
         let (old, new) = self.old_new(a.get(keyword), b.get(keyword));
+        let change = match (old, new) {
+            (None, Some(new)) => format!("added ({})", show(new)),
+            (Some(old), None) => format!("removed (it was {})", show(old)),
+            (old, new) => format!("changed from {} to {}", show_opt(old), show_opt(new)),
+        };
         Self::find(
             out,
             self.cand_at(a, b, &format!("/{}", escape(keyword))),
-            format!(
-                "cannot prove compatibility: keyword {keyword} {} (from {} to {})",
-                self.change_verb(a.has(keyword), b.has(keyword)),
-                show_opt(old),
-                show_opt(new)
-            ),
+            format!("cannot prove compatibility: keyword {keyword:?} {change}"),
         );
     }
 
@@ -2768,9 +2788,7 @@ impl<'a> Checker<'a> {
         }
         let a_patterns = self.patterns_of(a);
         let b_patterns = self.patterns_of(b);
-        let a_open = !a
-            .get("additionalProperties")
-            .is_some_and(|v| matches!(v, Value::Bool(false) | Value::Object(_)));
+        let a_open = !a.field_or_true("additionalProperties").has_constraints();
         let mut names: BTreeSet<&str> = BTreeSet::new();
         for node in [a, b] {
             if let Some(Value::Object(properties)) = node.get("properties") {
@@ -2899,67 +2917,71 @@ impl<'a> Checker<'a> {
         }
     }
 
-    /// Whether two values are the same, `$ref`s compared by what they point to.
+    /// Whether two values are the same, `$ref`s compared by what they point to (in A's and
+    /// B's documents). Gives up (false) after [`MAX_EQUIV_STEPS`] comparisons.
     fn equiv(&self, x: &Value, y: &Value) -> bool {
-        let mut assumed = Vec::new();
-        self.equiv_in(x, y, 0, &mut assumed)
-    }
-
-    fn equiv_in(
-        &self,
-        x: &Value,
-        y: &Value,
-        depth: usize,
-        assumed: &mut Vec<(String, String)>,
-    ) -> bool {
-        if depth > 2 * MAX_SCHEMA_DEPTH {
-            return false;
-        }
-        match (x, y) {
-            (Value::Object(mx), Value::Object(my)) => {
-                let rx = mx.get("$ref").and_then(Value::as_str);
-                let ry = my.get("$ref").and_then(Value::as_str);
-                match (rx, ry) {
-                    (Some(rx), Some(ry)) => {
-                        match (resolve_ref(self.a_doc, rx), resolve_ref(self.b_doc, ry)) {
-                            (Some((tx, px)), Some((ty, py))) => {
-                                let key = (px, py);
-                                if !assumed.contains(&key) {
-                                    assumed.push(key);
-                                    let same = self.equiv_in(tx, ty, depth + 1, assumed);
-                                    assumed.pop();
-                                    if !same {
-                                        return false;
+        let mut work: Vec<(&Value, &Value)> = vec![(x, y)];
+        let mut seen: HashSet<(String, String)> = HashSet::new();
+        let mut steps = 0usize;
+        while let Some((x, y)) = work.pop() {
+            steps += 1;
+            if steps > MAX_EQUIV_STEPS {
+                return false;
+            }
+            match (x, y) {
+                (Value::Object(mx), Value::Object(my)) => {
+                    let rx = mx.get("$ref").and_then(Value::as_str);
+                    let ry = my.get("$ref").and_then(Value::as_str);
+                    match (rx, ry) {
+                        (Some(rx), Some(ry)) => {
+                            let targets =
+                                resolve_ref(self.a_doc, rx).zip(resolve_ref(self.b_doc, ry));
+                            match targets {
+                                Some(((tx, px), (ty, py))) => {
+                                    let fresh = seen.insert((px, py));
+                                    if fresh {
+                                        work.push((tx, ty));
                                     }
                                 }
+                                None if rx != ry => return false,
+                                None => {}
                             }
-                            _ if rx != ry => return false,
-                            _ => {}
+                        }
+                        (None, None) => {}
+                        _ => return false,
+                    }
+                    if mx.len() != my.len() {
+                        return false;
+                    }
+                    for (key, vx) in mx {
+                        if key == "$ref" {
+                            continue;
+                        }
+                        match my.get(key) {
+                            Some(vy) => work.push((vx, vy)),
+                            None => return false,
                         }
                     }
-                    (None, None) => {}
-                    _ => return false,
                 }
-                mx.len() == my.len()
-                    && mx.iter().all(|(k, vx)| {
-                        k == "$ref"
-                            || my
-                                .get(k)
-                                .is_some_and(|vy| self.equiv_in(vx, vy, depth + 1, assumed))
-                    })
+                (Value::Array(ax), Value::Array(ay)) => {
+                    if ax.len() != ay.len() {
+                        return false;
+                    }
+                    work.extend(ax.iter().zip(ay));
+                }
+                (Value::Number(nx), Value::Number(ny)) => {
+                    if nx != ny && (nx.as_f64().is_none() || nx.as_f64() != ny.as_f64()) {
+                        return false;
+                    }
+                }
+                _ => {
+                    if x != y {
+                        return false;
+                    }
+                }
             }
-            (Value::Array(ax), Value::Array(ay)) => {
-                ax.len() == ay.len()
-                    && ax
-                        .iter()
-                        .zip(ay)
-                        .all(|(vx, vy)| self.equiv_in(vx, vy, depth + 1, assumed))
-            }
-            (Value::Number(nx), Value::Number(ny)) => {
-                nx == ny || (nx.as_f64().is_some() && nx.as_f64() == ny.as_f64())
-            }
-            _ => x == y,
         }
+        true
     }
 }
 
@@ -2997,4 +3019,1483 @@ fn is_multiple(a: f64, b: f64) -> bool {
     }
     let ratio = a / b;
     ratio >= 1.0 && (ratio - ratio.round()).abs() < 1e-9
+}
+
+#[cfg(test)]
+// `&[v1.clone()]` reads better than `std::slice::from_ref(&v1)` in the many one-version checks.
+#[allow(clippy::cloned_ref_to_slice_refs)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const TYPE: &str = "it.prato.school.canteen.MealOrdered";
+
+    fn closed(properties: Value, required: Value) -> Value {
+        json!({
+            "type": "object",
+            "properties": properties,
+            "required": required,
+            "additionalProperties": false
+        })
+    }
+
+    fn open(properties: Value) -> Value {
+        json!({"type": "object", "properties": properties})
+    }
+
+    /// `(against_version, path, message)` of each issue.
+    fn issues(
+        mode: Compatibility,
+        previous: &[Value],
+        candidate: &Value,
+    ) -> Vec<(u32, String, String)> {
+        check_compatibility(mode, previous, candidate)
+            .into_iter()
+            .map(|i| (i.against_version, i.path, i.message))
+            .collect()
+    }
+
+    fn paths(mode: Compatibility, previous: &[Value], candidate: &Value) -> Vec<String> {
+        check_compatibility(mode, previous, candidate)
+            .into_iter()
+            .map(|i| i.path)
+            .collect()
+    }
+
+    const BACK1: &str = "data written with version 1 may not validate against the new schema";
+    const FORW1: &str = "data written with the new schema may not validate against version 1";
+
+    // ---- modes -------------------------------------------------------------------------------
+
+    #[test]
+    fn modes_parse_display_and_serialize() {
+        for mode in Compatibility::ALL {
+            assert_eq!(mode.as_str().parse::<Compatibility>(), Ok(mode));
+            assert_eq!(mode.to_string(), mode.as_str());
+            let json = serde_json::to_value(mode).unwrap();
+            assert_eq!(json, json!(mode.as_str()));
+            assert_eq!(serde_json::from_value::<Compatibility>(json).unwrap(), mode);
+        }
+        assert_eq!(
+            "full_transitive".parse::<Compatibility>(),
+            Ok(Compatibility::FullTransitive)
+        );
+        assert_eq!(
+            " Backward ".parse::<Compatibility>(),
+            Ok(Compatibility::Backward)
+        );
+        assert_eq!(
+            serde_json::from_value::<Compatibility>(json!("forward")).unwrap(),
+            Compatibility::Forward
+        );
+        let err = "SIDEWAYS".parse::<Compatibility>().unwrap_err();
+        assert!(err.to_string().contains("\"SIDEWAYS\""), "{err}");
+        assert!(err.to_string().contains("BACKWARD_TRANSITIVE"), "{err}");
+        assert!(serde_json::from_value::<Compatibility>(json!("up")).is_err());
+        assert_eq!(Compatibility::default(), Compatibility::Backward);
+        assert!(Compatibility::Full.checks_backward() && Compatibility::Full.checks_forward());
+        assert!(!Compatibility::Forward.checks_backward());
+        assert!(!Compatibility::None.checks_backward() && !Compatibility::None.checks_forward());
+        assert!(Compatibility::BackwardTransitive.is_transitive());
+        assert!(!Compatibility::Backward.is_transitive());
+    }
+
+    // ---- subset rules ------------------------------------------------------------------------
+
+    #[test]
+    fn adding_a_required_property_breaks_backward_only() {
+        let v1 = closed(json!({"a": {"type": "string"}}), json!(["a"]));
+        let v2 = closed(
+            json!({"a": {"type": "string"}, "b": {"type": "string"}}),
+            json!(["a", "b"]),
+        );
+        assert_eq!(
+            issues(Compatibility::Backward, &[v1.clone()], &v2),
+            vec![(
+                1,
+                "/required".to_owned(),
+                format!("property \"b\" became required: {BACK1}")
+            )]
+        );
+        // Forward: v1 is closed, so the new data's "b" is refused by version 1.
+        assert_eq!(
+            issues(Compatibility::Forward, &[v1], &v2),
+            vec![(
+                1,
+                "/properties/b".to_owned(),
+                format!(
+                    "property \"b\" added but version 1 has \"additionalProperties\": false: \
+                     {FORW1}"
+                )
+            )]
+        );
+    }
+
+    #[test]
+    fn removing_a_required_property_breaks_forward_only() {
+        let v1 = open(json!({"a": {"type": "string"}, "b": {"type": "string"}}));
+        let v1 = {
+            let mut v = v1;
+            v["required"] = json!(["a", "b"]);
+            v
+        };
+        let v2 = {
+            let mut v = v1.clone();
+            v["required"] = json!(["a"]);
+            v
+        };
+        assert!(issues(Compatibility::Backward, &[v1.clone()], &v2).is_empty());
+        assert_eq!(
+            issues(Compatibility::Forward, &[v1], &v2),
+            vec![(
+                1,
+                "/required".to_owned(),
+                format!("property \"b\" is no longer required: {FORW1}")
+            )]
+        );
+    }
+
+    #[test]
+    fn widening_integer_to_number_is_backward_not_forward() {
+        let v1 = closed(json!({"amount": {"type": "integer"}}), json!(["amount"]));
+        let v2 = closed(json!({"amount": {"type": "number"}}), json!(["amount"]));
+        assert!(issues(Compatibility::Backward, &[v1.clone()], &v2).is_empty());
+        assert_eq!(
+            issues(Compatibility::Forward, &[v1.clone()], &v2),
+            vec![(
+                1,
+                "/properties/amount/type".to_owned(),
+                format!("type widened from [integer] to [number]: {FORW1}")
+            )]
+        );
+        // And narrowing is the reverse.
+        assert_eq!(
+            issues(Compatibility::Backward, &[v2.clone()], &v1),
+            vec![(
+                1,
+                "/properties/amount/type".to_owned(),
+                format!("type narrowed from [number] to [integer]: {BACK1}")
+            )]
+        );
+        assert!(issues(Compatibility::Forward, &[v2], &v1).is_empty());
+    }
+
+    #[test]
+    fn adding_an_enum_value_is_backward_not_forward() {
+        let v1 = closed(json!({"status": {"enum": ["open", "closed"]}}), json!([]));
+        let v2 = closed(
+            json!({"status": {"enum": ["open", "closed", "cancelled"]}}),
+            json!([]),
+        );
+        assert!(issues(Compatibility::Backward, &[v1.clone()], &v2).is_empty());
+        assert_eq!(
+            issues(Compatibility::Forward, &[v1.clone()], &v2),
+            vec![(
+                1,
+                "/properties/status/enum".to_owned(),
+                format!("enum value(s) [\"cancelled\"] added: {FORW1}")
+            )]
+        );
+        assert_eq!(
+            issues(Compatibility::Backward, &[v2], &v1),
+            vec![(
+                1,
+                "/properties/status/enum".to_owned(),
+                format!("enum value(s) [\"cancelled\"] removed: {BACK1}")
+            )]
+        );
+    }
+
+    #[test]
+    fn open_content_model_adding_a_constrained_property_breaks_backward() {
+        let v1 = open(json!({"a": {"type": "string"}}));
+        let v2 = open(json!({"a": {"type": "string"}, "note": {"type": "string"}}));
+        let found = issues(Compatibility::Backward, &[v1.clone()], &v2);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].1, "/properties/note");
+        assert!(
+            found[0].2.starts_with(
+                "property \"note\" added to an open content model: version 1 has no \
+                 \"additionalProperties\": false, so its data may already carry \"note\" with \
+                 values the new schema refuses (type narrowed from any type to [string])"
+            ),
+            "{}",
+            found[0].2
+        );
+        assert!(found[0].2.ends_with(BACK1));
+        // Old data such as {"note": 5} really is refused by the new schema.
+        let new = CompiledSchema::compile(&v2).unwrap();
+        let old = CompiledSchema::compile(&v1).unwrap();
+        assert!(old.is_valid(&json!({"note": 5})) && !new.is_valid(&json!({"note": 5})));
+        // New data is fine for the old open schema.
+        assert!(issues(Compatibility::Forward, &[v1.clone()], &v2).is_empty());
+        // A property without a constraint can be added to an open model in FULL mode.
+        let v2_plain = open(json!({
+            "a": {"type": "string"},
+            "note": {"description": "free text", "title": "Note"}
+        }));
+        assert!(issues(Compatibility::Full, &[v1], &v2_plain).is_empty());
+    }
+
+    #[test]
+    fn open_content_model_removing_a_property_breaks_forward() {
+        let v1 = open(json!({"a": {"type": "string"}, "note": {"type": "string"}}));
+        let v2 = open(json!({"a": {"type": "string"}}));
+        assert!(issues(Compatibility::Backward, &[v1.clone()], &v2).is_empty());
+        let found = issues(Compatibility::Forward, &[v1], &v2);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].1, "/properties/note");
+        assert_eq!(
+            found[0].2,
+            format!(
+                "property \"note\" removed from an open content model: the new schema accepts \
+                 \"note\" with any value, which version 1 refuses (type widened from [string] to \
+                 any type): {FORW1}"
+            )
+        );
+    }
+
+    #[test]
+    fn closed_content_model_adding_optional_is_backward_removing_is_forward() {
+        let v1 = closed(json!({"a": {"type": "string"}}), json!(["a"]));
+        let v2 = closed(
+            json!({"a": {"type": "string"}, "note": {"type": "string"}}),
+            json!(["a"]),
+        );
+        assert!(issues(Compatibility::Backward, &[v1.clone()], &v2).is_empty());
+        assert_eq!(
+            paths(Compatibility::Forward, &[v1.clone()], &v2),
+            vec!["/properties/note"]
+        );
+        // Removing "note" again: old data may carry it, the closed new schema refuses it.
+        assert_eq!(
+            issues(Compatibility::Backward, &[v2.clone()], &v1),
+            vec![(
+                1,
+                "/properties/note".to_owned(),
+                format!(
+                    "property \"note\" removed while the new schema has \
+                     \"additionalProperties\": false: {BACK1}"
+                )
+            )]
+        );
+        assert!(issues(Compatibility::Forward, &[v2], &v1).is_empty());
+    }
+
+    #[test]
+    fn closing_and_opening_the_content_model() {
+        let v1 = json!({"type": "object"});
+        let v2 = json!({"type": "object", "additionalProperties": false});
+        assert_eq!(
+            issues(Compatibility::Backward, &[v1.clone()], &v2),
+            vec![(
+                1,
+                "/additionalProperties".to_owned(),
+                format!(
+                    "the content model was closed (\"additionalProperties\": false): version 1 \
+                     accepts properties the new schema does not declare: {BACK1}"
+                )
+            )]
+        );
+        assert!(issues(Compatibility::Forward, &[v1.clone()], &v2).is_empty());
+        assert_eq!(
+            paths(Compatibility::Forward, &[v2], &v1),
+            vec!["/additionalProperties"]
+        );
+    }
+
+    #[test]
+    fn partially_open_content_model_uses_the_patterns() {
+        let v1 = json!({
+            "type": "object",
+            "properties": {"a": {"type": "string"}},
+            "patternProperties": {"^x_": {"type": "string"}},
+            "additionalProperties": false
+        });
+        // "amount" matches no pattern: as in a closed model, adding it is backward compatible.
+        let mut v2 = v1.clone();
+        v2["properties"]["amount"] = json!({"type": "number"});
+        assert!(issues(Compatibility::Backward, &[v1.clone()], &v2).is_empty());
+        assert_eq!(
+            paths(Compatibility::Forward, &[v1.clone()], &v2),
+            vec!["/properties/amount"]
+        );
+        // "x_count" matches ^x_: old data may hold a string there.
+        let mut v3 = v1.clone();
+        v3["properties"]["x_count"] = json!({"type": "integer"});
+        assert_eq!(
+            issues(Compatibility::Backward, &[v1.clone()], &v3),
+            vec![(
+                1,
+                "/properties/x_count/type".to_owned(),
+                format!("type changed from [string] to [integer]: {BACK1}")
+            )]
+        );
+        // Narrowing x_count within the pattern's schema is fine forward.
+        let mut v4 = v1.clone();
+        v4["properties"]["x_code"] = json!({"type": "string", "maxLength": 3});
+        assert!(issues(Compatibility::Forward, &[v1.clone()], &v4).is_empty());
+        // Changing a pattern's schema is compared like any other schema.
+        let mut v5 = v1.clone();
+        v5["patternProperties"]["^x_"] = json!({"type": "string", "maxLength": 3});
+        assert_eq!(
+            paths(Compatibility::Backward, &[v1], &v5),
+            vec!["/patternProperties/^x_/maxLength"]
+        );
+    }
+
+    #[test]
+    fn bounds_lengths_pattern_and_format() {
+        let v1 = closed(
+            json!({
+                "n": {"type": "number", "minimum": 0},
+                "code": {"type": "string", "pattern": "^[A-Z]+$", "format": "date"},
+                "tags": {"type": "array", "items": {"type": "string"}, "maxItems": 5}
+            }),
+            json!([]),
+        );
+        let v2 = closed(
+            json!({
+                "n": {"type": "number", "exclusiveMinimum": 0, "maximum": 100},
+                "code": {"type": "string", "pattern": "^[A-Z]{2}$", "minLength": 2},
+                "tags": {"type": "array", "items": {"type": "string", "maxLength": 10}, "minItems": 1}
+            }),
+            json!([]),
+        );
+        assert_eq!(
+            issues(Compatibility::Backward, &[v1.clone()], &v2),
+            vec![
+                (
+                    1,
+                    "/properties/code/minLength".to_owned(),
+                    format!("minLength tightened from none to 2: {BACK1}")
+                ),
+                (
+                    1,
+                    "/properties/code/pattern".to_owned(),
+                    format!("pattern changed from \"^[A-Z]+$\" to \"^[A-Z]{{2}}$\": {BACK1}")
+                ),
+                (
+                    1,
+                    "/properties/n/exclusiveMinimum".to_owned(),
+                    format!("lower bound tightened from minimum 0 to exclusiveMinimum 0: {BACK1}")
+                ),
+                (
+                    1,
+                    "/properties/n/maximum".to_owned(),
+                    format!("upper bound tightened from none to maximum 100: {BACK1}")
+                ),
+                (
+                    1,
+                    "/properties/tags/minItems".to_owned(),
+                    format!("minItems tightened from none to 1: {BACK1}")
+                ),
+                (
+                    1,
+                    "/properties/tags/items/maxLength".to_owned(),
+                    format!("maxLength tightened from none to 10: {BACK1}")
+                ),
+            ]
+        );
+        assert_eq!(
+            paths(Compatibility::Forward, &[v1], &v2),
+            vec![
+                "/properties/code/pattern",
+                "/properties/code/format",
+                "/properties/tags/maxItems"
+            ]
+        );
+        // Looser bounds are backward compatible.
+        let a = json!({"type": "integer", "minimum": 1, "maximum": 10, "multipleOf": 4});
+        let b = json!({"type": "number", "minimum": 0, "multipleOf": 2});
+        assert!(issues(Compatibility::Backward, &[a.clone()], &b).is_empty());
+        assert_eq!(
+            paths(Compatibility::Forward, &[a], &b),
+            vec!["/type", "/minimum", "/maximum", "/multipleOf"]
+        );
+    }
+
+    #[test]
+    fn draft4_boolean_exclusive_bounds() {
+        let v1 = json!({"$schema": "http://json-schema.org/draft-04/schema#", "type": "number", "minimum": 0});
+        let v2 = json!({"$schema": "http://json-schema.org/draft-04/schema#", "type": "number", "minimum": 0, "exclusiveMinimum": true});
+        assert_eq!(
+            issues(Compatibility::Backward, &[v1.clone()], &v2),
+            vec![(
+                1,
+                "/minimum".to_owned(),
+                format!("lower bound tightened from minimum 0 to minimum 0 (exclusive): {BACK1}")
+            )]
+        );
+        assert!(issues(Compatibility::Forward, &[v1], &v2).is_empty());
+    }
+
+    #[test]
+    fn every_incompatible_path_is_reported() {
+        let v1 = closed(
+            json!({
+                "amount": {"type": "number"},
+                "status": {"enum": ["open", "closed"]},
+                "when": {"type": "string", "format": "date-time"}
+            }),
+            json!(["amount"]),
+        );
+        let v2 = closed(
+            json!({
+                "amount": {"type": "integer"},
+                "status": {"enum": ["open"]},
+                "when": {"type": "string", "format": "date"},
+                "who": {"type": "string"}
+            }),
+            json!(["amount", "who"]),
+        );
+        assert_eq!(
+            paths(Compatibility::Backward, &[v1], &v2),
+            vec![
+                "/required",
+                "/properties/amount/type",
+                "/properties/status/enum",
+                "/properties/when/format"
+            ]
+        );
+    }
+
+    #[test]
+    fn transitive_modes_check_every_version() {
+        // Version 2 was registered under NONE and broke version 1; version 3 only adds an
+        // optional property to version 2.
+        let v1 = closed(json!({"code": {"type": "string"}}), json!(["code"]));
+        let v2 = closed(json!({"code": {"type": "integer"}}), json!(["code"]));
+        let v3 = closed(
+            json!({"code": {"type": "integer"}, "note": {"type": "string"}}),
+            json!(["code"]),
+        );
+        let history = [v1, v2];
+        assert!(issues(Compatibility::Backward, &history, &v3).is_empty());
+        assert_eq!(
+            issues(Compatibility::BackwardTransitive, &history, &v3),
+            vec![(
+                1,
+                "/properties/code/type".to_owned(),
+                format!("type changed from [string] to [integer]: {BACK1}")
+            )]
+        );
+        // Forward: v3's "note" is refused by the closed v2 (and v1), and v3's integer code by
+        // v1 only.
+        assert_eq!(
+            issues(Compatibility::Forward, &history, &v3)
+                .into_iter()
+                .map(|(v, p, _)| (v, p))
+                .collect::<Vec<_>>(),
+            vec![(2, "/properties/note".to_owned())]
+        );
+        assert_eq!(
+            issues(Compatibility::ForwardTransitive, &history, &v3)
+                .into_iter()
+                .map(|(v, p, _)| (v, p))
+                .collect::<Vec<_>>(),
+            vec![
+                (1, "/properties/code/type".to_owned()),
+                (1, "/properties/note".to_owned()),
+                (2, "/properties/note".to_owned())
+            ]
+        );
+        assert_eq!(
+            issues(Compatibility::FullTransitive, &history, &v3)
+                .into_iter()
+                .map(|(v, p, _)| (v, p))
+                .collect::<Vec<_>>(),
+            vec![
+                (1, "/properties/code/type".to_owned()),
+                (1, "/properties/code/type".to_owned()),
+                (1, "/properties/note".to_owned()),
+                (2, "/properties/note".to_owned())
+            ]
+        );
+        assert_eq!(
+            paths(Compatibility::Full, &history, &v3),
+            vec!["/properties/note"]
+        );
+        assert!(issues(Compatibility::None, &history, &v3).is_empty());
+        assert!(issues(Compatibility::FullTransitive, &[], &v3).is_empty());
+    }
+
+    #[test]
+    fn refs_are_followed_and_reported_in_the_new_schema() {
+        let v1 = json!({
+            "$defs": {"Money": {"type": "number", "minimum": 0}},
+            "type": "object",
+            "properties": {"amount": {"$ref": "#/$defs/Money"}},
+            "additionalProperties": false
+        });
+        let v2 = json!({
+            "$defs": {"Money": {"type": "integer", "minimum": 1, "description": "cents"}},
+            "type": "object",
+            "properties": {"amount": {"$ref": "#/$defs/Money"}},
+            "additionalProperties": false
+        });
+        assert_eq!(
+            issues(Compatibility::Backward, &[v1.clone()], &v2),
+            vec![
+                (
+                    1,
+                    "/$defs/Money/type".to_owned(),
+                    format!("type narrowed from [number] to [integer]: {BACK1}")
+                ),
+                (
+                    1,
+                    "/$defs/Money/minimum".to_owned(),
+                    format!("lower bound tightened from minimum 0 to minimum 1: {BACK1}")
+                )
+            ]
+        );
+        assert!(issues(Compatibility::Forward, &[v1.clone()], &v2).is_empty());
+        // Inlining a definition changes nothing; draft 7 "definitions" work the same way.
+        let inline = json!({
+            "type": "object",
+            "properties": {"amount": {"type": "number", "minimum": 0}},
+            "additionalProperties": false
+        });
+        assert!(issues(Compatibility::Full, &[v1.clone()], &inline).is_empty());
+        let draft7 = json!({
+            "$schema": "http://json-schema.org/draft-07/schema#",
+            "definitions": {"Money": {"type": "number", "minimum": 0}},
+            "type": "object",
+            "properties": {"amount": {"$ref": "#/definitions/Money"}},
+            "additionalProperties": false
+        });
+        assert!(issues(Compatibility::Full, &[v1], &draft7).is_empty());
+    }
+
+    #[test]
+    fn recursive_schemas_are_compared_without_looping() {
+        let tree = |value_type: &str| {
+            json!({
+                "$defs": {"node": {
+                    "type": "object",
+                    "properties": {
+                        "value": {"type": value_type},
+                        "children": {"type": "array", "items": {"$ref": "#/$defs/node"}}
+                    }
+                }},
+                "$ref": "#/$defs/node"
+            })
+        };
+        assert!(
+            issues(
+                Compatibility::FullTransitive,
+                &[tree("integer")],
+                &tree("integer")
+            )
+            .is_empty()
+        );
+        assert!(issues(Compatibility::Backward, &[tree("integer")], &tree("number")).is_empty());
+        assert_eq!(
+            paths(Compatibility::Forward, &[tree("integer")], &tree("number")),
+            vec!["/$defs/node/properties/value/type"]
+        );
+        // Registered for real, too.
+        let mut registry = SchemaRegistry::new();
+        registry.register(TYPE, tree("integer"), 1).unwrap();
+        registry.register(TYPE, tree("number"), 2).unwrap();
+        assert_eq!(
+            registry.validate_event(
+                TYPE,
+                None,
+                Some(&json!({"value": 1.5, "children": [{"value": 2, "children": []}]}))
+            ),
+            Ok(2)
+        );
+        let err = registry
+            .validate_event(
+                TYPE,
+                Some("1"),
+                Some(&json!({"value": 1, "children": [{"value": 1.5}]})),
+            )
+            .unwrap_err();
+        match err {
+            SchemaError::Validation {
+                version, issues, ..
+            } => {
+                assert_eq!(version, 1);
+                assert_eq!(issues.len(), 1);
+                assert_eq!(issues[0].instance_path, "/children/0/value");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn cyclic_and_deep_schemas_do_not_panic() {
+        let cycle = json!({
+            "$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"$ref": "#/$defs/a"}},
+            "$ref": "#/$defs/a"
+        });
+        let err = CompiledSchema::compile(&cycle).unwrap_err();
+        assert_eq!(err.http_status(), 400);
+        assert!(
+            err.to_string()
+                .contains("#/$defs/a → #/$defs/b → #/$defs/a"),
+            "{err}"
+        );
+        let self_ref = json!({"type": "object", "anyOf": [{"$ref": "#"}]});
+        assert!(
+            CompiledSchema::compile(&self_ref)
+                .unwrap_err()
+                .to_string()
+                .contains("$ref cycle")
+        );
+        // check_compatibility gets any value: it reports instead of looping.
+        let found = issues(
+            Compatibility::Full,
+            &[cycle.clone()],
+            &json!({"type": "string"}),
+        );
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found.iter().all(|(_, p, m)| p.is_empty()
+            && m.starts_with("cannot prove compatibility: $ref cycle through /$defs/")));
+        assert!(issues(Compatibility::Full, &[cycle.clone()], &cycle).is_empty());
+
+        // Nested deeper than the limit: refused, and reported by the checker.
+        let mut deep = json!({"type": "string"});
+        for _ in 0..200 {
+            deep = json!({"type": "object", "properties": {"x": deep}});
+        }
+        let err = CompiledSchema::compile(&deep).unwrap_err();
+        assert!(err.to_string().contains("deeper than 64 levels"), "{err}");
+        let found = issues(Compatibility::Full, &[deep.clone()], &deep);
+        assert_eq!(found.len(), 2);
+        assert!(found[0].2.contains("nests deeper than 64 levels"));
+
+        // Within the limit, nesting is compared down to the leaf.
+        let nest = |leaf: &str| {
+            let mut schema = json!({"type": leaf});
+            for _ in 0..30 {
+                schema = json!({"type": "object", "properties": {"x": schema}});
+            }
+            schema
+        };
+        CompiledSchema::compile(&nest("integer")).unwrap();
+        let found = paths(Compatibility::Forward, &[nest("integer")], &nest("number"));
+        assert_eq!(found, vec![format!("{}/type", "/properties/x".repeat(30))]);
+
+        // A long chain of definitions, each holding the next: the comparison gives up cleanly.
+        let chain = |leaf: &str| {
+            let mut defs = Map::new();
+            for i in 0..300 {
+                defs.insert(
+                    format!("d{i}"),
+                    json!({"type": "object", "properties": {"next": {"$ref": format!("#/$defs/d{}", i + 1)}}}),
+                );
+            }
+            defs.insert("d300".to_owned(), json!({"type": leaf}));
+            json!({"$defs": defs, "$ref": "#/$defs/d0"})
+        };
+        CompiledSchema::compile(&chain("integer")).unwrap();
+        assert!(issues(Compatibility::Full, &[chain("integer")], &chain("integer")).is_empty());
+        let found = issues(
+            Compatibility::Forward,
+            &[chain("integer")],
+            &chain("number"),
+        );
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0]
+                .2
+                .starts_with("cannot prove compatibility: the comparison nests too deep")
+        );
+    }
+
+    #[test]
+    fn any_of_and_one_of() {
+        let nullable = json!({"anyOf": [{"type": "string"}, {"type": "null"}]});
+        let string = json!({"type": "string"});
+        // Making a string nullable is backward compatible, not forward compatible.
+        assert!(issues(Compatibility::Backward, &[string.clone()], &nullable).is_empty());
+        assert_eq!(
+            issues(Compatibility::Forward, &[string.clone()], &nullable),
+            vec![(
+                1,
+                "/anyOf/1/type".to_owned(),
+                format!("type changed from [string] to [null]: {FORW1}")
+            )]
+        );
+        // No branch of the new anyOf covers old strings longer than 5.
+        let short_nullable =
+            json!({"anyOf": [{"type": "string", "maxLength": 5}, {"type": "null"}]});
+        assert_eq!(
+            issues(
+                Compatibility::Backward,
+                &[nullable.clone()],
+                &short_nullable
+            ),
+            vec![(
+                1,
+                "/anyOf".to_owned(),
+                format!(
+                    "no branch of anyOf in the new schema accepts every value version 1 allows \
+                     here; the closest is branch 0, where /anyOf/0/maxLength: maxLength \
+                     tightened from none to 5: {BACK1}"
+                )
+            )]
+        );
+        // oneOf with a discriminator: adding a branch is backward compatible.
+        let branch = |kind: &str, extra: Value| {
+            json!({
+                "type": "object",
+                "properties": {"kind": {"const": kind}, "extra": extra},
+                "required": ["kind"]
+            })
+        };
+        let v1 = json!({"oneOf": [branch("a", json!({"type": "string"})), branch("b", json!({"type": "number"}))]});
+        let v2 = json!({"oneOf": [
+            branch("a", json!({"type": "string"})),
+            branch("b", json!({"type": "number"})),
+            branch("c", json!({}))
+        ]});
+        assert!(issues(Compatibility::Backward, &[v1.clone()], &v2).is_empty());
+        let found = issues(Compatibility::Forward, &[v1.clone()], &v2);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].1, "/oneOf/2");
+        assert!(found[0].2.starts_with(
+            "no branch of oneOf in version 1 accepts every value the new schema allows here"
+        ));
+        // Overlapping oneOf branches cannot be proven.
+        let overlapping =
+            json!({"oneOf": [{"type": "string"}, {"type": "string", "maxLength": 3}]});
+        let found = issues(
+            Compatibility::Backward,
+            &[json!({"type": "string", "minLength": 9})],
+            &overlapping,
+        );
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].1, "/oneOf");
+        assert!(found[0].2.starts_with(
+            "cannot prove compatibility: the values version 1 allows here match branch 0 of oneOf"
+        ));
+        // allOf parts are merged.
+        let all_of = json!({"allOf": [
+            {"type": "object", "properties": {"a": {"type": "string"}}},
+            {"required": ["a"]}
+        ]});
+        let flat =
+            json!({"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]});
+        assert!(issues(Compatibility::Full, &[all_of.clone()], &flat).is_empty());
+        assert!(issues(Compatibility::Full, &[flat], &all_of).is_empty());
+    }
+
+    #[test]
+    fn enumerated_values_are_checked_one_by_one() {
+        // A new constraint that the only old values satisfy is fine.
+        let v1 = json!({"enum": ["ab", "cd"]});
+        assert!(
+            issues(
+                Compatibility::Backward,
+                &[v1.clone()],
+                &json!({"type": "string", "maxLength": 2})
+            )
+            .is_empty()
+        );
+        assert_eq!(
+            issues(
+                Compatibility::Backward,
+                &[v1],
+                &json!({"type": "string", "maxLength": 1})
+            ),
+            vec![(
+                1,
+                "/maxLength".to_owned(),
+                format!(
+                    "value(s) [\"ab\", \"cd\"] allowed by the enum of version 1 are refused by \
+                     the new schema (\"ab\" is longer than 1 character): {BACK1}"
+                )
+            )]
+        );
+        assert_eq!(
+            paths(
+                Compatibility::Backward,
+                &[json!({"type": "boolean"})],
+                &json!({"const": true})
+            ),
+            vec!["/const"]
+        );
+        assert_eq!(
+            issues(
+                Compatibility::Backward,
+                &[json!({"const": "a"})],
+                &json!({"const": "b"})
+            ),
+            vec![(
+                1,
+                "/const".to_owned(),
+                format!("const changed from \"a\" to \"b\": {BACK1}")
+            )]
+        );
+        assert_eq!(
+            issues(
+                Compatibility::Backward,
+                &[json!({"type": "string"})],
+                &json!({"enum": ["a", "b"]})
+            ),
+            vec![(
+                1,
+                "/enum".to_owned(),
+                format!(
+                    "enum [\"a\",\"b\"] added (version 1 did not restrict the values to a list): \
+                     {BACK1}"
+                )
+            )]
+        );
+        // A value list checked against a part of a conjunction.
+        let any = json!({"anyOf": [{"const": "ab"}, {"const": "abcd"}]});
+        let conj = json!({"allOf": [{"type": "string"}], "maxLength": 3});
+        assert_eq!(
+            paths(Compatibility::Backward, &[any], &conj),
+            vec!["/maxLength"]
+        );
+    }
+
+    #[test]
+    fn other_keywords_must_stay_identical_and_annotations_are_ignored() {
+        let v1 = json!({"type": "string", "title": "Code", "x-unit": "none"});
+        let v2 = json!({
+            "type": "string",
+            "title": "Code (new)",
+            "description": "changed",
+            "examples": ["x"],
+            "default": "y",
+            "$comment": "c",
+            "x-unit": "EUR"
+        });
+        assert!(issues(Compatibility::FullTransitive, &[v1.clone()], &v2).is_empty());
+        let v3 = json!({"type": "string", "not": {"const": "x"}});
+        assert_eq!(
+            issues(Compatibility::Full, &[v1.clone()], &v3),
+            vec![(
+                1,
+                "/not".to_owned(),
+                format!(
+                    "cannot prove compatibility: keyword \"not\" added ({{\"const\":\"x\"}}): {BACK1}"
+                )
+            )]
+        );
+        let v4 = json!({"type": "object", "propertyNames": {"maxLength": 3}});
+        let v5 = json!({"type": "object", "propertyNames": {"maxLength": 4}});
+        assert_eq!(
+            paths(Compatibility::Full, &[v4.clone()], &v5),
+            vec!["/propertyNames", "/propertyNames"]
+        );
+        assert!(issues(Compatibility::Full, &[v4.clone()], &v4).is_empty());
+        // propertyNames only matters for objects: irrelevant when the type excludes them.
+        let v6 = json!({"type": "string", "propertyNames": {"maxLength": 4}});
+        assert!(issues(Compatibility::Backward, &[json!({"type": "string"})], &v6).is_empty());
+    }
+
+    #[test]
+    fn true_and_false_schemas() {
+        assert!(
+            issues(
+                Compatibility::Backward,
+                &[json!(false)],
+                &json!({"type": "string"})
+            )
+            .is_empty()
+        );
+        assert!(
+            issues(
+                Compatibility::Backward,
+                &[json!({"type": "string"})],
+                &json!(true)
+            )
+            .is_empty()
+        );
+        assert_eq!(
+            issues(
+                Compatibility::Backward,
+                &[json!(true)],
+                &json!({"type": "string"})
+            ),
+            vec![(
+                1,
+                "/type".to_owned(),
+                format!("type narrowed from any type to [string]: {BACK1}")
+            )]
+        );
+        assert_eq!(
+            issues(
+                Compatibility::Backward,
+                &[json!({"type": "string"})],
+                &json!(false)
+            ),
+            vec![(
+                1,
+                String::new(),
+                format!("the schema became false, which accepts no value: {BACK1}")
+            )]
+        );
+        // A property set to false in the old schema never appears in old data.
+        let v1 = open(json!({"legacy": false}));
+        let v2 = open(json!({"legacy": {"type": "string"}}));
+        assert!(issues(Compatibility::Backward, &[v1], &v2).is_empty());
+    }
+
+    // ---- compiling and validating ------------------------------------------------------------
+
+    #[test]
+    fn compile_refuses_what_it_cannot_use() {
+        let reason = |schema: Value| match CompiledSchema::compile(&schema) {
+            Err(SchemaError::Invalid { reason }) => reason,
+            other => panic!("expected Invalid, got {other:?}"),
+        };
+        assert_eq!(
+            reason(json!(42)),
+            "a JSON Schema is an object or a boolean, not a number"
+        );
+        assert_eq!(
+            reason(json!([{"type": "string"}])),
+            "a JSON Schema is an object or a boolean, not an array"
+        );
+        assert!(reason(json!({"type": "strin"})).starts_with("at /type: "));
+        assert!(reason(json!({"minimum": "zero"})).starts_with("at /minimum: "));
+        assert!(reason(json!({"pattern": "(("})).starts_with("at /pattern: "));
+        let remote = reason(json!({"properties": {"a": {"$ref": "https://example.org/a.json"}}}));
+        assert!(
+            remote.starts_with(
+                "$ref \"https://example.org/a.json\" at /properties/a refers to another document"
+            ),
+            "{remote}"
+        );
+        assert!(reason(json!({"$ref": "other.json#/x"})).contains("refers to another document"));
+        assert!(reason(json!({"$ref": "#money"})).contains("refers to an anchor"));
+        assert!(reason(json!({"$ref": "#/$defs/missing"})).contains("/$defs/missing"));
+        assert!(
+            reason(json!({"$defs": {"a": {"$id": "https://x/a"}}})).starts_with("$id at /$defs/a")
+        );
+        assert!(
+            reason(json!({"$schema": "https://example.org/my-dialect"})).contains("my-dialect")
+        );
+        // What is fine.
+        for good in [
+            json!(true),
+            json!(false),
+            json!({}),
+            json!({"$id": "https://bus.example/schemas/x", "type": "object"}),
+            json!({"$schema": "http://json-schema.org/draft-07/schema#", "type": "integer"}),
+            json!({"$defs": {"a": {"type": "string"}}, "$ref": "#/$defs/a"}),
+            json!({"$defs": {"a b": {"type": "string"}}, "$ref": "#/$defs/a%20b"}),
+        ] {
+            assert!(CompiledSchema::compile(&good).is_ok(), "{good}");
+        }
+    }
+
+    #[test]
+    fn validation_lists_issues_with_instance_paths() {
+        let schema = CompiledSchema::compile(&json!({
+            "type": "object",
+            "properties": {
+                "amount": {"type": "integer"},
+                "when": {"type": "string", "format": "date-time"},
+                "lines": {"type": "array", "items": {"type": "object", "required": ["dish"]}}
+            },
+            "required": ["amount", "school"]
+        }))
+        .unwrap();
+        assert!(
+            schema
+                .validate(&json!({"amount": 3, "school": "x", "when": "2025-03-01T12:00:00Z"}))
+                .is_ok()
+        );
+        let found = schema
+            .validate(
+                &json!({"amount": 1.5, "when": "yesterday", "lines": [{"dish": "pasta"}, {}]}),
+            )
+            .unwrap_err();
+        let mut summary: Vec<(String, String)> = found
+            .iter()
+            .map(|i| (i.instance_path.clone(), i.message.clone()))
+            .collect();
+        summary.sort();
+        assert_eq!(
+            summary,
+            vec![
+                (
+                    String::new(),
+                    "\"school\" is a required property".to_owned()
+                ),
+                (
+                    "/amount".to_owned(),
+                    "1.5 is not of type \"integer\"".to_owned()
+                ),
+                (
+                    "/lines/1".to_owned(),
+                    "\"dish\" is a required property".to_owned()
+                ),
+                (
+                    "/when".to_owned(),
+                    "\"yesterday\" is not a \"date-time\"".to_owned()
+                ),
+            ]
+        );
+        let amount = found.iter().find(|i| i.instance_path == "/amount").unwrap();
+        assert_eq!(amount.schema_path, "/properties/amount/type");
+        assert_eq!(
+            amount.to_string(),
+            "/amount: 1.5 is not of type \"integer\""
+        );
+
+        // At most MAX_VALIDATION_ISSUES, the last one counting the rest.
+        let strings =
+            CompiledSchema::compile(&json!({"type": "array", "items": {"type": "string"}}))
+                .unwrap();
+        let found = strings
+            .validate(&json!((0..50).collect::<Vec<_>>()))
+            .unwrap_err();
+        assert_eq!(found.len(), MAX_VALIDATION_ISSUES);
+        assert_eq!(found[0].instance_path, "/0");
+        assert_eq!(found[18].instance_path, "/18");
+        assert_eq!(found[19].message, "31 more validation errors not listed");
+    }
+
+    // ---- the registry ------------------------------------------------------------------------
+
+    fn meal_v1() -> Value {
+        closed(
+            json!({"school": {"type": "string"}, "meals": {"type": "integer", "minimum": 0}}),
+            json!(["school", "meals"]),
+        )
+    }
+
+    fn meal_v2() -> Value {
+        closed(
+            json!({
+                "school": {"type": "string"},
+                "meals": {"type": "integer", "minimum": 0},
+                "diet": {"enum": ["standard", "vegetarian"]}
+            }),
+            json!(["school", "meals"]),
+        )
+    }
+
+    #[test]
+    fn registering_versions() {
+        let mut registry = SchemaRegistry::new();
+        assert_eq!(
+            registry.register(TYPE, meal_v1(), 100),
+            Ok(Registered {
+                version: 1,
+                created: true
+            })
+        );
+        // Idempotent: the same schema again is version 1, nothing created.
+        assert_eq!(
+            registry.register(TYPE, meal_v1(), 200),
+            Ok(Registered {
+                version: 1,
+                created: false
+            })
+        );
+        assert_eq!(
+            registry.register(TYPE, meal_v2(), 300),
+            Ok(Registered {
+                version: 2,
+                created: true
+            })
+        );
+        assert_eq!(
+            registry.register("a.first.Type", json!({"type": "null"}), 400),
+            Ok(Registered {
+                version: 1,
+                created: true
+            })
+        );
+        let versions = registry.versions(TYPE).unwrap();
+        assert_eq!(
+            versions
+                .iter()
+                .map(|v| (v.version, v.registered_micros))
+                .collect::<Vec<_>>(),
+            vec![(1, 100), (2, 300)]
+        );
+        assert_eq!(registry.get(TYPE, 1).unwrap().schema, meal_v1());
+        assert_eq!(registry.get(TYPE, 2).unwrap().schema, meal_v2());
+        assert!(registry.get(TYPE, 0).is_none() && registry.get(TYPE, 3).is_none());
+        assert_eq!(registry.latest(TYPE).unwrap().version, 2);
+        assert!(registry.versions("no.such.Type").is_none());
+        assert_eq!(
+            registry.types().collect::<Vec<_>>(),
+            vec!["a.first.Type", TYPE]
+        );
+        assert!(
+            registry
+                .latest(TYPE)
+                .unwrap()
+                .compiled()
+                .is_valid(&json!({"school": "x", "meals": 1}))
+        );
+        let listed = serde_json::to_value(registry.versions(TYPE).unwrap()).unwrap();
+        assert_eq!(
+            listed[1],
+            json!({"version": 2, "schema": meal_v2(), "registered_micros": 300})
+        );
+        // Rolling back to version 1's schema is a new version (compatible: it drops an
+        // optional property... of a closed model, which BACKWARD refuses).
+        let err = registry.register(TYPE, meal_v1(), 500).unwrap_err();
+        assert_eq!(err.http_status(), 409);
+        registry
+            .set_compatibility(TYPE, Compatibility::None)
+            .unwrap();
+        assert_eq!(
+            registry.register(TYPE, meal_v1(), 500),
+            Ok(Registered {
+                version: 3,
+                created: true
+            })
+        );
+    }
+
+    #[test]
+    fn incompatible_schemas_are_refused_with_their_paths() {
+        let mut registry = SchemaRegistry::new();
+        registry.register(TYPE, meal_v1(), 1).unwrap();
+        let broken = closed(
+            json!({"school": {"type": "string"}, "meals": {"type": "number"}, "day": {"type": "string"}}),
+            json!(["school", "meals", "day"]),
+        );
+        registry
+            .set_compatibility(TYPE, Compatibility::Full)
+            .unwrap();
+        let err = registry.register(TYPE, broken.clone(), 2).unwrap_err();
+        assert_eq!(err.http_status(), 409);
+        let text = err.to_string();
+        assert!(
+            text.starts_with(&format!(
+                "the new schema of event type \"{TYPE}\" is not FULL compatible with version 1: \
+                 /required: property \"day\" became required"
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains("/properties/meals/type: type widened from [integer] to [number]"),
+            "{text}"
+        );
+        match err {
+            SchemaError::Incompatible {
+                event_type,
+                mode,
+                against_versions,
+                issues,
+            } => {
+                assert_eq!(event_type, TYPE);
+                assert_eq!(mode, Compatibility::Full);
+                assert_eq!(against_versions, vec![1]);
+                assert_eq!(
+                    issues.iter().map(|i| i.path.as_str()).collect::<Vec<_>>(),
+                    vec![
+                        "/required",
+                        "/properties/day",
+                        "/properties/meals/type",
+                        "/properties/meals/minimum"
+                    ]
+                );
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(registry.latest(TYPE).unwrap().version, 1);
+        assert!(registry.check(TYPE, &broken).is_err());
+        assert!(registry.check(TYPE, &meal_v1()).is_ok());
+        // Replaying a stored registration skips the check.
+        assert_eq!(
+            registry.restore(TYPE, broken, 2),
+            Ok(Registered {
+                version: 2,
+                created: true
+            })
+        );
+        // An invalid schema is refused whatever the mode.
+        registry
+            .set_compatibility(TYPE, Compatibility::None)
+            .unwrap();
+        let err = registry.register(TYPE, json!({"type": 7}), 3).unwrap_err();
+        assert!(matches!(err, SchemaError::Invalid { .. }));
+        assert_eq!(err.http_status(), 400);
+    }
+
+    #[test]
+    fn compatibility_modes_per_type() {
+        let mut registry = SchemaRegistry::new();
+        assert_eq!(registry.compatibility(TYPE), Compatibility::Backward);
+        registry
+            .set_compatibility(TYPE, Compatibility::Forward)
+            .unwrap();
+        assert_eq!(registry.compatibility(TYPE), Compatibility::Forward);
+        assert_eq!(
+            registry.compatibility("other.Type"),
+            Compatibility::Backward
+        );
+        // A mode alone does not make the type known.
+        assert_eq!(registry.types().count(), 0);
+        registry.register(TYPE, meal_v1(), 1).unwrap();
+        // FORWARD: adding an optional property to the closed model is refused.
+        let err = registry.register(TYPE, meal_v2(), 2).unwrap_err();
+        match &err {
+            SchemaError::Incompatible { issues, .. } => {
+                assert_eq!(issues.len(), 1);
+                assert_eq!(issues[0].path, "/properties/diet");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        registry
+            .set_compatibility(TYPE, Compatibility::Backward)
+            .unwrap();
+        assert_eq!(registry.register(TYPE, meal_v2(), 2).unwrap().version, 2);
+        assert!(
+            registry
+                .set_compatibility("bad type", Compatibility::None)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn event_type_names() {
+        for good in [
+            TYPE,
+            "com.github.pull_request.opened",
+            "a",
+            "città.evento",
+            &"x".repeat(256),
+        ] {
+            assert!(validate_event_type(good).is_ok(), "{good}");
+        }
+        let reason = |name: &str| match validate_event_type(name) {
+            Err(SchemaError::InvalidEventType { reason, .. }) => reason,
+            other => panic!("expected a refusal of {name:?}, got {other:?}"),
+        };
+        assert_eq!(reason(""), "the name is empty");
+        assert_eq!(
+            reason(&"x".repeat(257)),
+            "the name is 257 characters long, at most 256 are allowed"
+        );
+        assert!(reason("meal ordered").starts_with("character 5 (' ') is whitespace"));
+        assert!(reason("meal\tordered").contains("'\\t'"));
+        assert!(reason("meal\u{7}").starts_with("character 5 ('\\u{7}')"));
+        let mut registry = SchemaRegistry::new();
+        let err = registry.register("meal ordered", json!({}), 1).unwrap_err();
+        assert_eq!(err.http_status(), 400);
+        assert!(
+            err.to_string()
+                .starts_with("invalid event type \"meal ordered\": ")
+        );
+    }
+
+    #[test]
+    fn events_of_unknown_types_are_refused_with_422() {
+        let registry = SchemaRegistry::new();
+        let err = registry
+            .validate_event(TYPE, None, Some(&json!({})))
+            .unwrap_err();
+        assert_eq!(err, SchemaError::UnknownType(TYPE.to_owned()));
+        assert_eq!(err.http_status(), 422);
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "no schema is registered for event type \"{TYPE}\": register one with POST \
+                 /api/v1/bus/schemas/{TYPE} (the JSON Schema as the body) before publishing \
+                 events of this type"
+            )
+        );
+    }
+
+    #[test]
+    fn events_are_validated_against_the_version_they_name() {
+        let mut registry = SchemaRegistry::new();
+        registry.register(TYPE, meal_v1(), 1).unwrap();
+        registry.register(TYPE, meal_v2(), 2).unwrap();
+        let vegetarian = json!({"school": "Mazzoni", "meals": 120, "diet": "vegetarian"});
+        let plain = json!({"school": "Mazzoni", "meals": 120});
+        assert_eq!(
+            registry.validate_event(TYPE, None, Some(&vegetarian)),
+            Ok(2)
+        );
+        for (dataschema, version) in [
+            ("1", 1),
+            ("latest", 2),
+            (
+                "https://bus.example/api/v1/bus/schemas/it.prato.school.canteen.MealOrdered/versions/1",
+                1,
+            ),
+            (
+                "/api/v1/bus/schemas/it.prato.school.canteen.MealOrdered/versions/2/",
+                2,
+            ),
+            ("https://bus.example/schemas/meal?format=json&version=1", 1),
+            ("/registry/versions/1#top", 1),
+        ] {
+            assert_eq!(
+                registry.validate_event(TYPE, Some(dataschema), Some(&plain)),
+                Ok(version),
+                "{dataschema}"
+            );
+        }
+        // Version 1 is closed: "diet" is refused there.
+        let err = registry
+            .validate_event(TYPE, Some("1"), Some(&vegetarian))
+            .unwrap_err();
+        assert_eq!(err.http_status(), 400);
+        match &err {
+            SchemaError::Validation {
+                event_type,
+                version,
+                issues,
+            } => {
+                assert_eq!((event_type.as_str(), *version), (TYPE, 1));
+                assert_eq!(issues.len(), 1);
+                assert_eq!(issues[0].instance_path, "");
+                assert!(
+                    issues[0].message.contains("'diet' was unexpected"),
+                    "{}",
+                    issues[0].message
+                );
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(err.to_string().starts_with(&format!(
+            "event data does not match version 1 of the schema of event type \"{TYPE}\": (root): "
+        )));
+        // Several issues are all listed.
+        let err = registry
+            .validate_event(
+                TYPE,
+                None,
+                Some(&json!({"school": 3, "meals": -1, "diet": "vegan"})),
+            )
+            .unwrap_err();
+        match err {
+            SchemaError::Validation { issues, .. } => {
+                let mut at: Vec<&str> = issues.iter().map(|i| i.instance_path.as_str()).collect();
+                at.sort_unstable();
+                assert_eq!(at, vec!["/diet", "/meals", "/school"]);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        // Absent data validates as null.
+        let err = registry.validate_event(TYPE, None, None).unwrap_err();
+        match err {
+            SchemaError::Validation { issues, .. } => {
+                assert_eq!(issues[0].message, "null is not of type \"object\"");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        registry
+            .register("it.prato.Ping", json!({"type": "null"}), 3)
+            .unwrap();
+        assert_eq!(registry.validate_event("it.prato.Ping", None, None), Ok(1));
+        // Unknown version: 422, naming it.
+        let err = registry
+            .validate_event(TYPE, Some("7"), Some(&plain))
+            .unwrap_err();
+        assert_eq!(
+            err,
+            SchemaError::UnknownVersion {
+                event_type: TYPE.to_owned(),
+                version: 7,
+                latest: 2
+            }
+        );
+        assert_eq!(err.http_status(), 422);
+        assert!(
+            err.to_string()
+                .contains("has no schema version 7 (the latest is 2)")
+        );
+        // dataschema values that name no version, or another type's schema.
+        for (dataschema, reason) in [
+            (
+                "https://example.org/schemas/meal.json",
+                "it names no version of the type's schema",
+            ),
+            ("0", "\"0\" is not a version number (1, 2, …)"),
+            ("v2", "\"v2\" is not a version number (1, 2, …)"),
+            ("?version=x", "\"x\" is not a version number (1, 2, …)"),
+            ("   ", "it is empty"),
+            (
+                "/api/v1/bus/schemas/it.prato.Ping/versions/1",
+                "it names the schema of event type \"it.prato.Ping\"",
+            ),
+        ] {
+            match registry.validate_event(TYPE, Some(dataschema), Some(&plain)) {
+                Err(e @ SchemaError::InvalidDataschema { .. }) => {
+                    assert_eq!(e.http_status(), 400);
+                    let SchemaError::InvalidDataschema { reason: got, .. } = &e else {
+                        unreachable!()
+                    };
+                    assert_eq!(got, reason, "{dataschema}");
+                }
+                other => panic!("{dataschema}: unexpected {other:?}"),
+            }
+        }
+        // A percent-encoded type in the URI is decoded before the comparison.
+        registry.register("it.prato.a b", json!({}), 4).unwrap_err();
+        registry.register("it.prato.a%b", json!({}), 4).unwrap();
+        assert_eq!(
+            registry.validate_event(
+                "it.prato.a%b",
+                Some("/schemas/it.prato.a%25b/versions/1"),
+                None
+            ),
+            Ok(1)
+        );
+    }
+
+    #[test]
+    fn cloud_events_are_validated_by_type_dataschema_and_data() {
+        let mut registry = SchemaRegistry::new();
+        registry.register(TYPE, meal_v1(), 1).unwrap();
+        let event = CloudEvent::new("e-1", "/prato/canteen", TYPE)
+            .with_data(json!({"school": "Mazzoni", "meals": 3}));
+        assert_eq!(registry.validate_cloud_event(&event), Ok(1));
+        let mut wrong = event.clone().with_data(json!({"school": "Mazzoni"}));
+        assert!(matches!(
+            registry.validate_cloud_event(&wrong),
+            Err(SchemaError::Validation { .. })
+        ));
+        wrong.dataschema = Some("9".to_owned());
+        assert!(matches!(
+            registry.validate_cloud_event(&wrong),
+            Err(SchemaError::UnknownVersion { version: 9, .. })
+        ));
+        let other = CloudEvent::new("e-2", "/prato/canteen", "it.prato.Unknown");
+        assert_eq!(
+            registry
+                .validate_cloud_event(&other)
+                .unwrap_err()
+                .http_status(),
+            422
+        );
+    }
+
+    #[test]
+    fn error_statuses() {
+        let invalid = SchemaError::Invalid {
+            reason: "x".to_owned(),
+        };
+        assert_eq!(invalid.http_status(), 400);
+        let incompatible = SchemaError::Incompatible {
+            event_type: TYPE.to_owned(),
+            mode: Compatibility::Backward,
+            against_versions: vec![1, 2],
+            issues: (0..12)
+                .map(|i| Incompatibility {
+                    against_version: 1,
+                    path: format!("/properties/p{i}"),
+                    message: "m".to_owned(),
+                })
+                .collect(),
+        };
+        assert_eq!(incompatible.http_status(), 409);
+        let text = incompatible.to_string();
+        assert!(
+            text.contains("compatible with versions 1, 2: /properties/p0: m;"),
+            "{text}"
+        );
+        assert!(text.ends_with("/properties/p9: m; and 2 more"), "{text}");
+    }
 }
