@@ -573,6 +573,9 @@ impl CompiledSchema {
     /// Validates `data`, listing every issue (at most [`MAX_VALIDATION_ISSUES`]; when there
     /// are more, the last entry says how many were left out).
     pub fn validate(&self, data: &Value) -> Result<(), Vec<ValidationIssue>> {
+        if self.validator.is_valid(data) {
+            return Ok(());
+        }
         let mut issues = Vec::new();
         let mut left_out = 0usize;
         for error in self.validator.iter_errors(data) {
@@ -1366,6 +1369,15 @@ fn subset_issues(a_doc: &Value, b_doc: &Value, dir: Dir, version: u32) -> Vec<In
     } else {
         checker.sub(Node::root(a_doc), Node::root(b_doc), 0, &mut findings);
     }
+    if checker.exhausted {
+        push_finding(
+            &mut findings,
+            Finding {
+                path: String::new(),
+                what: exhausted_finding(),
+            },
+        );
+    }
     let consequence = checker.consequence();
     findings
         .into_iter()
@@ -1375,6 +1387,13 @@ fn subset_issues(a_doc: &Value, b_doc: &Value, dir: Dir, version: u32) -> Vec<In
             message: format!("{}: {consequence}", f.what),
         })
         .collect()
+}
+
+fn exhausted_finding() -> String {
+    format!(
+        "cannot prove compatibility: the schemas are too complex to compare (more than \
+         {MAX_CHECK_STEPS} comparisons)"
+    )
 }
 
 static TRUE: Value = Value::Bool(true);
@@ -1985,21 +2004,12 @@ impl<'a> Checker<'a> {
     }
 
     fn sub(&mut self, a: Node<'a>, b: Node<'a>, depth: usize, out: &mut Vec<Finding>) {
-        if self.exhausted {
-            return;
-        }
         self.steps += 1;
         if self.steps > MAX_CHECK_STEPS {
+            // Reported in every comparison from now on, so that no trial passes for want of
+            // being checked.
             self.exhausted = true;
-            Self::find(
-                out,
-                self.cand(&a, &b),
-                format!(
-                    "cannot prove compatibility: the schemas are too complex to compare (more \
-                     than {MAX_CHECK_STEPS} comparisons)"
-                ),
-            );
-            return;
+            return Self::find(out, String::new(), exhausted_finding());
         }
         if depth > 2 * MAX_SCHEMA_DEPTH {
             Self::find(
@@ -3703,6 +3713,35 @@ mod tests {
             found[0]
                 .2
                 .starts_with("cannot prove compatibility: the comparison nests too deep")
+        );
+    }
+
+    #[test]
+    fn comparisons_that_explode_give_up_conservatively() {
+        let branches = |keyword: &str, inner: &str| -> Value {
+            Value::Array(
+                (1..=40)
+                    .map(|i| {
+                        json!({
+                            "type": "object",
+                            "properties": {"x": {"anyOf": (1..=40)
+                                .map(|j| json!({"type": "string", inner: i * 100 + j}))
+                                .collect::<Vec<_>>()}},
+                            keyword: i
+                        })
+                    })
+                    .collect(),
+            )
+        };
+        let old = json!({"anyOf": branches("minProperties", "minLength")});
+        let new = json!({"anyOf": branches("maxProperties", "maxLength")});
+        let found = issues(Compatibility::Backward, &[old], &new);
+        assert!(
+            found.iter().any(|(_, path, message)| path.is_empty()
+                && message.starts_with(
+                    "cannot prove compatibility: the schemas are too complex to compare"
+                )),
+            "{found:?}"
         );
     }
 
