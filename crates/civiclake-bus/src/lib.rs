@@ -7,6 +7,10 @@
 //!   (`data.meals > 100 and data.diets contains 'celiac'`), parsed once and evaluated per
 //!   event.
 //! * [`transform`]: field mappings that reshape an event's data for a subscriber.
+//! * [`schema`]: the schema registry — a versioned JSON Schema per event type, compatibility
+//!   modes (BACKWARD, FORWARD, FULL, their transitive variants, NONE) checked when a version is
+//!   registered, and validation of every published event's data.
 
 pub mod filter;
+pub mod schema;
 pub mod transform;
