@@ -147,7 +147,7 @@ id = "map"
 title = "Mean per sensor"
 kind = "map"
 unit = "µg/m³"
-layers = ["districts"]
+layers = ["prato_districts_synthetic"]
 fill = "mean"
 sql = """
 SELECT lat, lon, avg(value) AS value
@@ -347,22 +347,27 @@ fn copy_dashboards(from: &Path, to: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Seconds from `started` until the demo's backfill is written: rows of `air` from the
-/// hour before the spawn and from after it (the live windows start once the day is in).
+/// Seconds from `started` until the demo's backfill is written: the hour before the spawn
+/// holds (nearly) as many `air` rows as the first hour of the day, which is written first.
 fn wait_for_demo_day(server: &Civiclake, spawned_at: i64, started: Instant) -> Result<f64, String> {
+    let hour = |from: i64| {
+        format!(
+            "SELECT count(*) AS n FROM air WHERE time >= to_timestamp_seconds({from}) AND time < to_timestamp_seconds({})",
+            from + 3600
+        )
+    };
     let sql = format!(
-        "SELECT count(*) AS n FROM air WHERE time >= to_timestamp_seconds({}) \
-         UNION ALL SELECT count(*) AS n FROM air WHERE time < to_timestamp_seconds({})",
-        spawned_at,
-        spawned_at - 23 * 3600
+        "SELECT (SELECT n FROM ({})) AS first, (SELECT n FROM ({})) AS last",
+        hour(spawned_at - 23 * 3600),
+        hour(spawned_at - 2 * 3600)
     );
     loop {
-        if let Ok(rows) = server.post_json(
-            "/api/v1/query",
-            &json!({"sql": format!("SELECT min(n) AS n FROM ({sql})"), "format": "json"}),
-        ) && rows.pointer("/0/n").and_then(serde_json::Value::as_u64) > Some(0)
-        {
-            return Ok(started.elapsed().as_secs_f64());
+        if let Ok(rows) = server.post_json("/api/v1/query", &json!({"sql": sql, "format": "json"})) {
+            let first = rows.pointer("/0/first").and_then(serde_json::Value::as_u64).unwrap_or(0);
+            let last = rows.pointer("/0/last").and_then(serde_json::Value::as_u64).unwrap_or(0);
+            if first > 0 && last * 10 >= first * 9 {
+                return Ok(started.elapsed().as_secs_f64());
+            }
         }
         if started.elapsed() > DEMO_DEADLINE {
             return Err(format!(
