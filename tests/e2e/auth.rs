@@ -97,6 +97,7 @@ const QUERY_ROLES: &[&str] = &[
     "school-office",
     "kiosk-operator",
     "public",
+    "bus-operator",
 ];
 const CATALOG_ROLES: &[&str] = &[
     "admin",
@@ -108,8 +109,28 @@ const CATALOG_ROLES: &[&str] = &[
     "school-office",
     "kiosk-operator",
     "public",
+    "bus-operator",
 ];
 const WRITE_ROLES: &[&str] = &["admin", "gateway"];
+/// Operators of the bus.
+const BUS_ADMIN: &[&str] = &["admin", "bus-operator"];
+/// Roles with the publish permission (the schema list is what they publish against).
+const PUBLISH_ROLES: &[&str] = &[
+    "admin",
+    "gateway",
+    "kiosk-device",
+    "bus-operator",
+    "bus-publisher",
+];
+/// Roles whose topic grants cover the source `/acme/billing` (topic `bus/acme/billing`).
+const ACME_PUBLISHERS: &[&str] = &["admin", "bus-operator", "bus-publisher"];
+/// The event type the matrix publishes (registered before it runs).
+pub(crate) const MATRIX_TYPE: &str = "it.acme.invoice.Paid";
+
+/// The schema of [`MATRIX_TYPE`].
+pub(crate) fn matrix_schema() -> Value {
+    json!({"type": "object", "properties": {"amount": {"type": "number"}}, "required": ["amount"]})
+}
 const ADMIN: &[&str] = &["admin"];
 
 fn endpoints(victim_token_id: &str) -> Vec<Endpoint> {
@@ -255,7 +276,126 @@ fn endpoints(victim_token_id: &str) -> Vec<Endpoint> {
             )),
             Expect::Roles(ADMIN),
         ),
+        e(
+            "POST",
+            "/api/v1/bus/events",
+            "/api/v1/bus/events",
+            Some((
+                "application/cloudevents+json",
+                json!({"specversion": "1.0", "id": format!("m-{victim_token_id}"),
+                       "source": "/acme/billing", "type": MATRIX_TYPE, "data": {"amount": 3}})
+                .to_string(),
+            )),
+            Expect::Roles(ACME_PUBLISHERS),
+        ),
+        e(
+            "GET",
+            "/api/v1/bus/schemas",
+            "/api/v1/bus/schemas",
+            None,
+            Expect::Roles(PUBLISH_ROLES),
+        ),
+        e(
+            "POST",
+            "/api/v1/bus/schemas/{type}",
+            &format!("/api/v1/bus/schemas/{MATRIX_TYPE}"),
+            Some(("application/json", matrix_schema().to_string())),
+            Expect::Roles(BUS_ADMIN),
+        ),
+        e(
+            "GET",
+            "/api/v1/bus/schemas/{type}",
+            &format!("/api/v1/bus/schemas/{MATRIX_TYPE}"),
+            None,
+            Expect::Roles(PUBLISH_ROLES),
+        ),
+        e(
+            "PUT",
+            "/api/v1/bus/schemas/{type}/compatibility",
+            &format!("/api/v1/bus/schemas/{MATRIX_TYPE}/compatibility"),
+            Some((
+                "application/json",
+                json!({"compatibility": "BACKWARD"}).to_string(),
+            )),
+            Expect::Roles(BUS_ADMIN),
+        ),
+        e(
+            "GET",
+            "/api/v1/bus/subscriptions",
+            "/api/v1/bus/subscriptions",
+            None,
+            Expect::Roles(BUS_ADMIN),
+        ),
+        // Created and deleted under a name of the caller's own, so every caller starts clean.
+        e(
+            "POST",
+            "/api/v1/bus/subscriptions",
+            "/api/v1/bus/subscriptions",
+            Some((
+                "application/json",
+                matrix_subscription(&format!("m-{victim_token_id}")).to_string(),
+            )),
+            Expect::Roles(BUS_ADMIN),
+        ),
+        e(
+            "DELETE",
+            "/api/v1/bus/subscriptions/{name}",
+            &format!("/api/v1/bus/subscriptions/m-{victim_token_id}"),
+            None,
+            Expect::Roles(BUS_ADMIN),
+        ),
+        e(
+            "GET",
+            "/api/v1/bus/subscriptions/{name}",
+            "/api/v1/bus/subscriptions/matrix",
+            None,
+            Expect::Roles(BUS_ADMIN),
+        ),
+        e(
+            "PUT",
+            "/api/v1/bus/subscriptions/{name}",
+            "/api/v1/bus/subscriptions/matrix",
+            Some((
+                "application/json",
+                matrix_subscription("matrix").to_string(),
+            )),
+            Expect::Roles(BUS_ADMIN),
+        ),
+        e(
+            "POST",
+            "/api/v1/bus/subscriptions/{name}/replay",
+            "/api/v1/bus/subscriptions/matrix/replay",
+            Some(("application/json", json!({"seq": 1}).to_string())),
+            Expect::Roles(BUS_ADMIN),
+        ),
+        e(
+            "GET",
+            "/api/v1/bus/subscriptions/{name}/dead-letters",
+            "/api/v1/bus/subscriptions/matrix/dead-letters",
+            None,
+            Expect::Roles(BUS_ADMIN),
+        ),
+        e(
+            "POST",
+            "/api/v1/bus/subscriptions/{name}/dead-letters/{seq}/redeliver",
+            "/api/v1/bus/subscriptions/matrix/dead-letters/1/redeliver",
+            None,
+            Expect::Roles(BUS_ADMIN),
+        ),
+        e(
+            "GET",
+            "/api/v1/bus/subscriptions/{name}/deliveries",
+            "/api/v1/bus/subscriptions/matrix/deliveries",
+            None,
+            Expect::Roles(BUS_ADMIN),
+        ),
     ]
+}
+
+/// A paused subscription the matrix creates, changes and replays (it delivers nothing).
+fn matrix_subscription(name: &str) -> Value {
+    json!({"name": name, "paused": true,
+           "target": {"kind": "webhook", "url": "http://127.0.0.1:9/hook"}})
 }
 
 /// Endpoints tested on their own below rather than in the matrix, with the reason.
@@ -264,7 +404,7 @@ const TESTED_APART: &[(&str, &str)] = &[(
     "public by design: a signed link is its own credential (see signed_links_...)",
 )];
 
-const ROLES: [&str; 14] = [
+const ROLES: [&str; 16] = [
     "admin",
     "analyst",
     "planner",
@@ -279,6 +419,8 @@ const ROLES: [&str; 14] = [
     "guardian",
     "citizen",
     "public",
+    "bus-operator",
+    "bus-publisher",
 ];
 
 #[test]
@@ -305,10 +447,42 @@ fn every_role_against_every_endpoint() {
         let body = match role {
             "gateway" => json!({"role": role, "tables": ["air_quality"]}),
             "service" => json!({"role": role, "tables": ["air_*"]}),
+            "bus-publisher" => json!({"role": role, "topics": ["bus/acme/#"]}),
             _ => json!({"role": role}),
         };
         tokens.insert(role, create_via_api(&server, &admin, body).0);
     }
+    // The bus endpoints need a schema, an event at seq 1 and the subscription `matrix`.
+    let setup = |path: &str, ct: &str, body: Value| {
+        let r = client()
+            .post(format!("{}{path}", server.url))
+            .bearer_auth(&admin)
+            .header("content-type", ct)
+            .body(body.to_string())
+            .send()
+            .unwrap();
+        assert!(
+            r.status().is_success(),
+            "{path}: {}",
+            r.text().unwrap_or_default()
+        );
+    };
+    setup(
+        &format!("/api/v1/bus/schemas/{MATRIX_TYPE}"),
+        "application/json",
+        matrix_schema(),
+    );
+    setup(
+        "/api/v1/bus/events",
+        "application/cloudevents+json",
+        json!({"specversion": "1.0", "id": "first", "source": "/acme/billing",
+               "type": MATRIX_TYPE, "data": {"amount": 1}}),
+    );
+    setup(
+        "/api/v1/bus/subscriptions",
+        "application/json",
+        matrix_subscription("matrix"),
+    );
 
     // Every endpoint of the OpenAPI document is in the matrix (or tested apart).
     let api: Value = client()
@@ -385,7 +559,7 @@ fn every_role_against_every_endpoint() {
         "access matrix:\n{}",
         failures.join("\n")
     );
-    assert_eq!(checked, 15 * endpoints("x").len());
+    assert_eq!(checked, (ROLES.len() + 1) * endpoints("x").len());
 }
 
 #[test]
@@ -478,9 +652,10 @@ fn table_grants_shape_the_sql_catalog() {
         &admin,
         "SELECT count(*) AS n FROM information_schema.tables WHERE table_schema = 'public'",
     );
-    // The admin sees both tables, the `_checkpoints` and `_dead_letters` system tables and
-    // the four modules' events tables.
-    assert_eq!(v[0]["n"], 8);
+    // The admin sees both tables, the `_checkpoints` and `_dead_letters` system tables, the
+    // four modules' events tables, the bus's log, deliveries and dead letters, and its two
+    // views (bus_flow, bus_route_stats).
+    assert_eq!(v[0]["n"], 13);
     // Read-only: no DDL, DML or statements.
     for sql in [
         "CREATE VIEW v AS SELECT * FROM air_quality",

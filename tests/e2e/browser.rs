@@ -292,6 +292,9 @@ fn browser_home_page_shows_the_tables_and_works_with_the_keyboard() {
             "_dead_letters",
             "air",
             "bus_catalog_events",
+            "bus_dead_letters",
+            "bus_deliveries",
+            "bus_events",
             "council_events",
             "kiosk_events",
             "school_events",
@@ -301,7 +304,7 @@ fn browser_home_page_shows_the_tables_and_works_with_the_keyboard() {
     );
     assert_eq!(
         browser.texts("tbody td.rows"),
-        ["0", "0", "1,234", "0", "0", "0", "0", "2"]
+        ["0", "0", "1,234", "0", "0", "0", "0", "0", "0", "0", "2"]
     );
     assert_eq!(browser.texts("#total-rows"), ["1,236"]);
 
@@ -434,7 +437,7 @@ fn browser_shipped_dashboards_show_every_panel_without_errors() {
     };
     let dir = tempfile::tempdir().unwrap();
     let server = crate::dashboards::demo_server(dir.path());
-    for id in ["air-noise", "fleet-health", "civiclake"] {
+    for id in ["air-noise", "fleet-health", "civiclake", "bus"] {
         browser.open(&format!("{}/dashboards/{id}", server.url));
         // Every panel image loaded and drawn (an image answered with an error status would be a
         // console error too).

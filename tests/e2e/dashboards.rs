@@ -79,6 +79,7 @@ fn shipped_dashboards_draw_every_panel_on_the_demo_city() {
         ("air-noise", "Air quality and noise"),
         ("fleet-health", "Sensor fleet health"),
         ("civiclake", "civiclake itself"),
+        ("bus", "Interoperability bus"),
     ] {
         assert!(
             index.contains(&format!("<a href=\"/dashboards/{id}\">{title}</a>")),

@@ -383,6 +383,9 @@ fn openapi_health_metrics_and_tables() {
             "_dead_letters",
             "air",
             "bus_catalog_events",
+            "bus_dead_letters",
+            "bus_deliveries",
+            "bus_events",
             "council_events",
             "kiosk_events",
             "school_events"

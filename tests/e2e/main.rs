@@ -4,6 +4,7 @@
 
 mod auth;
 mod browser;
+mod bus;
 mod cli;
 mod dashboards;
 mod durability;

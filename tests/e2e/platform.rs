@@ -306,12 +306,34 @@ fn conflict_status(e: PlatformError) -> (StatusCode, String) {
     (ApiError::from(e).into_response().status(), message)
 }
 
+/// The lab's bus event types get schemas: a module's `bus/...` events are checked against
+/// them and land in the bus log.
+async fn register_lab_schemas(server: &Server) {
+    let bus = server.bus().expect("the bus runs");
+    for (ty, schema) in [
+        (
+            "it.comune.prato.lab.loan.opened",
+            json!({"type": "object", "properties": {"item": {"type": "string"}}, "required": ["item"]}),
+        ),
+        (
+            "it.comune.prato.lab.loan.returned",
+            json!({"type": "object", "properties": {"item": {"type": "string"}}, "required": ["item"]}),
+        ),
+        ("it.comune.prato.lab.notice", json!({"type": "null"})),
+    ] {
+        bus.register_schema("test", ty, schema)
+            .await
+            .expect("schema registered");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_module_appends_reads_queries_publishes_and_rebuilds_after_a_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start_with_modules(&config(dir.path()), registry())
         .await
         .expect("start");
+    register_lab_schemas(&server).await;
     let platform = server.platform("lab").expect("lab platform");
     assert_eq!(platform.module(), "lab");
     assert!(matches!(
@@ -326,18 +348,19 @@ async fn a_module_appends_reads_queries_publishes_and_rebuilds_after_a_restart()
         Some("lab")
     );
     // Every module's events table answers SQL right after start, with no rows (each asked
-    // by its own module: a module's queries see its own tables and the shared data tables).
-    for (module, table) in [
-        ("council", "council_events"),
-        ("school", "school_events"),
-        ("kiosk", "kiosk_events"),
-        ("bus", "bus_catalog_events"),
-        ("lab", "lab_events"),
+    // by its own module: a module's queries see its own tables and the shared data tables);
+    // the bus's catalog holds the three schemas registered above.
+    for (module, table, rows) in [
+        ("council", "council_events", 0),
+        ("school", "school_events", 0),
+        ("kiosk", "kiosk_events", 0),
+        ("bus", "bus_catalog_events", 3),
+        ("lab", "lab_events", 0),
     ] {
         let own = server.platform(module).expect("platform");
         assert_eq!(
             count(own.as_ref(), &format!("SELECT count(*) FROM {table}")).await,
-            0,
+            rows,
             "{table}"
         );
     }
@@ -538,15 +561,13 @@ async fn a_module_appends_reads_queries_publishes_and_rebuilds_after_a_restart()
     server.stop().await.expect("stop");
     task.await.expect("the lab ends when the router closes");
     assert!(bus.recv().await.is_none());
-    assert!(matches!(
-        platform
-            .publish(
-                &Topic::new("bus/lab/loans").expect("topic"),
-                CloudEvent::new("x", "/lab", "t")
-            )
-            .await,
-        Err(PlatformError::Closed)
-    ));
+    let after = platform
+        .publish(
+            &Topic::new("bus/lab/loans").expect("topic"),
+            CloudEvent::new("x", "/lab", "t"),
+        )
+        .await;
+    assert!(matches!(after, Err(PlatformError::Closed)), "{after:?}");
     // Module handles keep the lake open; the data directory is free once they are gone.
     drop((lab, platform));
 
@@ -608,6 +629,7 @@ async fn mqtt_clients_and_modules_share_the_topics() {
     let server = Server::start_with_modules(&config(dir.path()), registry())
         .await
         .expect("start");
+    register_lab_schemas(&server).await;
     let addr = server.mqtt_addr().expect("the broker runs by default");
     let admin = server
         .auth

@@ -64,9 +64,9 @@ fn home_page_lists_the_tables_with_exact_counts() {
     assert!(html.contains(r#"<th scope="row" class="name">traffic</th>"#));
     assert!(html.contains(r#"<td class="num rows">3</td>"#), "{html}");
     // Lake totals: air's 1,500 rows and traffic's 2 in files, traffic's last row in memory.
-    // air, traffic, `_checkpoints`, `_dead_letters` and the four modules' events tables
-    // (empty).
-    assert!(html.contains(r#"<dd id="total-tables">8</dd>"#), "{html}");
+    // air, traffic, `_checkpoints`, `_dead_letters`, the four modules' events tables and the
+    // bus's log, deliveries and dead letters (empty).
+    assert!(html.contains(r#"<dd id="total-tables">11</dd>"#), "{html}");
     assert!(html.contains(r#"<dd id="total-rows">1,503</dd>"#), "{html}");
     assert!(html.contains(r#"<dd id="total-buffered">1</dd>"#), "{html}");
     // Newest rows and the link to each table's SQL.
@@ -150,9 +150,9 @@ fn an_empty_lake_shows_how_to_write_a_first_row() {
         )),
         "{html}"
     );
-    // Only the platform's own tables: `_checkpoints`, `_dead_letters` and the four events
-    // tables, all empty.
-    assert!(html.contains(r#"<dd id="total-tables">6</dd>"#), "{html}");
+    // Only the platform's own tables: `_checkpoints`, `_dead_letters`, the four events tables
+    // and the bus's three, all empty.
+    assert!(html.contains(r#"<dd id="total-tables">9</dd>"#), "{html}");
     assert!(html.contains(r#"<dd id="total-rows">0</dd>"#), "{html}");
 }
 

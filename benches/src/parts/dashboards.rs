@@ -362,9 +362,16 @@ fn wait_for_demo_day(server: &Civiclake, spawned_at: i64, started: Instant) -> R
         hour(spawned_at - 2 * 3600)
     );
     loop {
-        if let Ok(rows) = server.post_json("/api/v1/query", &json!({"sql": sql, "format": "json"})) {
-            let first = rows.pointer("/0/first").and_then(serde_json::Value::as_u64).unwrap_or(0);
-            let last = rows.pointer("/0/last").and_then(serde_json::Value::as_u64).unwrap_or(0);
+        if let Ok(rows) = server.post_json("/api/v1/query", &json!({"sql": sql, "format": "json"}))
+        {
+            let first = rows
+                .pointer("/0/first")
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0);
+            let last = rows
+                .pointer("/0/last")
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0);
             if first > 0 && last * 10 >= first * 9 {
                 return Ok(started.elapsed().as_secs_f64());
             }

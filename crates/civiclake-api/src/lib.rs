@@ -7,6 +7,7 @@
 //! router, rendered from askama templates (module `web`).
 
 pub mod auth;
+mod bus;
 mod error;
 mod metrics;
 mod ops;
@@ -49,6 +50,8 @@ pub struct AppState {
     pub metric_sources: Vec<Arc<dyn MetricsSource>>,
     /// The dashboards and their map layers.
     pub dashboards: Arc<DashboardCatalog>,
+    /// The interoperability bus (None: `/api/v1/bus/...` answers 503).
+    pub bus: Option<civiclake_bus::Bus>,
 }
 
 /// Settings of the HTTP layer.
@@ -69,7 +72,8 @@ pub struct ApiConfig {
         (name = "write", description = "Writing rows"),
         (name = "query", description = "SQL queries"),
         (name = "operations", description = "Health, metrics, maintenance"),
-        (name = "access", description = "Tokens, roles and signed links")
+        (name = "access", description = "Tokens, roles and signed links"),
+        (name = "bus", description = "The interoperability bus: CloudEvents, schemas, subscriptions, replays, dead letters")
     )
 )]
 struct ApiDoc;
@@ -92,6 +96,20 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(auth::create_link))
         .routes(routes!(auth::open_link))
         .routes(routes!(ops::delete))
+        .routes(routes!(bus::publish))
+        .routes(routes!(bus::list_schemas))
+        .routes(routes!(bus::register_schema, bus::get_schema))
+        .routes(routes!(bus::set_compatibility))
+        .routes(routes!(bus::list_subscriptions, bus::create_subscription))
+        .routes(routes!(
+            bus::get_subscription,
+            bus::put_subscription,
+            bus::delete_subscription
+        ))
+        .routes(routes!(bus::replay))
+        .routes(routes!(bus::dead_letters))
+        .routes(routes!(bus::redeliver))
+        .routes(routes!(bus::deliveries))
 }
 
 /// The router and its OpenAPI document.

@@ -39,11 +39,13 @@ pub enum Permission {
     Guardian,
     /// See one's own data and take part in public consultations (`subject` = fiscal code).
     Citizen,
+    /// Run the interoperability bus: catalog, schemas, subscriptions, replays, dead letters.
+    BusAdmin,
 }
 
 impl Permission {
     /// Every permission, in order.
-    pub const ALL: [Permission; 14] = [
+    pub const ALL: [Permission; 15] = [
         Permission::Admin,
         Permission::Query,
         Permission::Write,
@@ -58,6 +60,7 @@ impl Permission {
         Permission::KioskDevice,
         Permission::Guardian,
         Permission::Citizen,
+        Permission::BusAdmin,
     ];
 
     /// The kebab-case name used in files and the API.
@@ -77,6 +80,7 @@ impl Permission {
             Permission::KioskDevice => "kiosk-device",
             Permission::Guardian => "guardian",
             Permission::Citizen => "citizen",
+            Permission::BusAdmin => "bus-admin",
         }
     }
 }
@@ -300,6 +304,24 @@ pub fn shipped_roles() -> Vec<Role> {
             false,
         ),
         Role::shipped(
+            "bus-operator",
+            "Runs the interoperability bus: catalog, schemas, subscriptions, replays, dead letters",
+            &[BusAdmin, Publish, Query, Dashboards],
+            &["bus_*"],
+            &["bus/#"],
+            &[],
+            false,
+        ),
+        Role::shipped(
+            "bus-publisher",
+            "A system on the bus: publishes events under the topics its token names (bus/<organisation>/#)",
+            &[Publish],
+            &[],
+            &[],
+            &[],
+            false,
+        ),
+        Role::shipped(
             "public",
             "Anyone: read-only open data",
             &[Query, Dashboards],
@@ -504,7 +526,7 @@ mod tests {
         let roles = shipped_roles();
         let names: BTreeSet<_> = roles.iter().map(|r| r.name.clone()).collect();
         assert_eq!(names.len(), roles.len());
-        assert_eq!(roles.len(), 14);
+        assert_eq!(roles.len(), 16);
         for r in &roles {
             r.validate().expect("valid");
         }
@@ -523,6 +545,8 @@ mod tests {
             "guardian",
             "citizen",
             "public",
+            "bus-operator",
+            "bus-publisher",
         ] {
             assert!(names.contains(required), "{required}");
         }

@@ -656,7 +656,7 @@ mod tests {
         let p = store.authenticate(&t.token).expect("auth");
         assert!(p.reaches_table("bikes"));
         assert!(!p.reaches_table("air"));
-        assert_eq!(store.roles().len(), 15);
+        assert_eq!(store.roles().len(), 17);
         let mut admin = store.role("admin").expect("admin");
         admin.permissions.remove(&Permission::Admin);
         assert!(store.put_role(admin).is_err());

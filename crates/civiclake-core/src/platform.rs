@@ -77,6 +77,15 @@ pub enum PlatformError {
         /// The lake's message.
         message: String,
     },
+    /// The interoperability bus refused the event (class from the bus: no schema for its
+    /// type is `Limit`, i.e. 422; data not matching the schema is `User`).
+    #[error("{message}")]
+    Bus {
+        /// The bus's error class.
+        class: ErrorClass,
+        /// The bus's message.
+        message: String,
+    },
     /// The platform is shutting down.
     #[error("the platform is shutting down")]
     Closed,
@@ -92,7 +101,9 @@ impl PlatformError {
             | PlatformError::TopicNotAllowed { .. }
             | PlatformError::CloudEvent(_) => ErrorClass::User,
             PlatformError::UnknownModule(_) => ErrorClass::NotFound,
-            PlatformError::Query { class, .. } | PlatformError::Storage { class, .. } => *class,
+            PlatformError::Query { class, .. }
+            | PlatformError::Storage { class, .. }
+            | PlatformError::Bus { class, .. } => *class,
             PlatformError::Closed => ErrorClass::Unavailable,
         }
     }

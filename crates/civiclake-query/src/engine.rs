@@ -21,6 +21,8 @@ use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionState;
 use datafusion::logical_expr::{Expr, LogicalPlanBuilder, cast, col, lit};
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
+use parking_lot::RwLock;
+use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
@@ -124,6 +126,31 @@ impl SqlScope {
 struct LakeSchema {
     lake: Arc<Lake>,
     scope: SqlScope,
+    /// The named views, and the session they are planned in (None inside a view's own
+    /// planning: views do not read views).
+    views: Option<(Views, SessionState)>,
+}
+
+/// A named view: SQL over lake tables, offered to every session whose scope sees all of
+/// them (its statistics for a module, the bus's flow rates...).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ViewDef {
+    /// Its SQL (a query over lake tables; no other views).
+    pub sql: String,
+    /// The tables it reads: a session sees the view only if it sees each of them.
+    pub tables: Vec<String>,
+    /// What it answers, for people.
+    pub description: String,
+}
+
+type Views = Arc<RwLock<BTreeMap<String, ViewDef>>>;
+
+impl LakeSchema {
+    fn view(&self, name: &str) -> Option<ViewDef> {
+        let (views, _) = self.views.as_ref()?;
+        let def = views.read().get(name).cloned()?;
+        def.tables.iter().all(|t| self.scope.sees(t)).then_some(def)
+    }
 }
 
 /// `table` with its masked columns replaced by `'***'` (strings) or NULL (other types).
@@ -166,14 +193,46 @@ fn masked_view(
 #[async_trait::async_trait]
 impl SchemaProvider for LakeSchema {
     fn table_names(&self) -> Vec<String> {
-        self.lake
+        let mut names: Vec<String> = self
+            .lake
             .table_names()
             .into_iter()
             .filter(|t| self.scope.sees(t))
-            .collect()
+            .collect();
+        if let Some((views, _)) = &self.views {
+            let all: Vec<String> = views.read().keys().cloned().collect();
+            names.extend(all.into_iter().filter(|v| self.view(v).is_some()));
+        }
+        names
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>, DataFusionError> {
+        if let Some(def) = self.view(name)
+            && let Some((_, base)) = &self.views
+        {
+            // Planned in a session of the same scope without views.
+            let inner = Arc::new(MemoryCatalogProvider::new());
+            inner.register_schema(
+                "public",
+                Arc::new(LakeSchema {
+                    lake: self.lake.clone(),
+                    scope: self.scope.clone(),
+                    views: None,
+                }),
+            )?;
+            let catalogs = Arc::new(MemoryCatalogProviderList::new());
+            catalogs.register_catalog("datafusion".into(), inner);
+            let state = SessionStateBuilder::new_from_existing(base.clone())
+                .with_catalog_list(catalogs)
+                .build();
+            let ctx = SessionContext::new_with_state(state);
+            let plan = ctx
+                .sql(&def.sql)
+                .await
+                .map_err(|e| DataFusionError::Plan(format!("view {name}: {e}")))?
+                .into_unoptimized_plan();
+            return Ok(Some(Arc::new(ViewTable::new(plan, Some(def.sql)))));
+        }
         if !self.scope.sees(name) {
             return Ok(None);
         }
@@ -192,7 +251,7 @@ impl SchemaProvider for LakeSchema {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.scope.sees(name) && self.lake.schema(name).is_some()
+        (self.scope.sees(name) && self.lake.schema(name).is_some()) || self.view(name).is_some()
     }
 }
 
@@ -202,6 +261,7 @@ pub struct QueryEngine {
     lake: Arc<Lake>,
     base: SessionState,
     config: QueryConfig,
+    views: Views,
 }
 
 impl QueryEngine {
@@ -224,7 +284,41 @@ impl QueryEngine {
             .with_runtime_env(runtime)
             .with_default_features()
             .build();
-        Ok(Self { lake, base, config })
+        Ok(Self {
+            lake,
+            base,
+            config,
+            views: Arc::default(),
+        })
+    }
+
+    /// Offers the view `name` to every session whose scope sees all of `def.tables` (it is
+    /// planned when a query names it). Replaces a view of the same name; refuses a name that
+    /// is not a lowercase identifier or is a table of the lake.
+    pub fn register_view(&self, name: &str, def: ViewDef) -> Result<()> {
+        let ok = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            && name.chars().next().is_some_and(|c| c.is_ascii_lowercase());
+        if !ok {
+            return Err(Error::Invalid(format!(
+                "view name {name:?}: use lowercase letters, digits and _, starting with a letter"
+            )));
+        }
+        if self.lake.schema(name).is_some() {
+            return Err(Error::Invalid(format!(
+                "{name} is a table of the lake, not a view"
+            )));
+        }
+        self.views.write().insert(name.to_string(), def);
+        Ok(())
+    }
+
+    /// The views, by name.
+    pub fn views(&self) -> BTreeMap<String, ViewDef> {
+        self.views.read().clone()
     }
 
     /// The lake this engine reads.
@@ -261,6 +355,7 @@ impl QueryEngine {
                 Arc::new(LakeSchema {
                     lake: self.lake.clone(),
                     scope: scope.clone(),
+                    views: Some((self.views.clone(), self.base.clone())),
                 }),
             )
             .map_err(|e| Error::Execution(e.to_string()))?;

@@ -15,6 +15,8 @@ mod error;
 mod predicate_sql;
 mod provider;
 
-pub use engine::{ColumnMask, QueryConfig, QueryEngine, QueryResult, SqlScope, TableFilter};
+pub use engine::{
+    ColumnMask, QueryConfig, QueryEngine, QueryResult, SqlScope, TableFilter, ViewDef,
+};
 pub use error::{Error, Result};
 pub use predicate_sql::parse_predicate;

@@ -355,6 +355,29 @@ impl IngestService {
         self.lake.apply(changes).await.map(|_| ())
     }
 
+    /// Files `message` in `_dead_letters` under `route` with `error` (for messages another
+    /// part of the server refused, e.g. a `bus/...` event without a schema).
+    pub async fn dead_letter(
+        &self,
+        message: &InboundMessage,
+        route: &str,
+        error: String,
+    ) -> Result<(), civiclake_lake::Error> {
+        let batch = dead_letter_batch(&[DeadLetter {
+            message,
+            route: route.to_string(),
+            error,
+            redact: false,
+        }])?;
+        self.counters(route)
+            .dead_letters
+            .fetch_add(1, Ordering::Relaxed);
+        self.lake
+            .write(vec![(DEAD_LETTERS_TABLE.to_string(), batch)])
+            .await
+            .map(|_| ())
+    }
+
     /// [`MessageSink::deliver`], with `checkpoints` (name, value) set in the same WAL record
     /// as the rows and dead letters of `messages`: once this returns `Ok`, the messages and
     /// the checkpoints are durable together; after an `Err` neither is (nothing of the call

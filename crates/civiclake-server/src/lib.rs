@@ -58,6 +58,9 @@ pub enum Error {
     /// A dashboard file or map layer is invalid.
     #[error("dashboards: {0}")]
     Dashboards(#[from] civiclake_dashboards::DashboardError),
+    /// The interoperability bus cannot start.
+    #[error("bus: {0}")]
+    Bus(#[from] civiclake_bus::BusError),
     /// A Kafka source cannot start.
     #[error("Kafka source: {0}")]
     Kafka(#[from] kafka::KafkaError),
@@ -116,6 +119,61 @@ pub struct Server {
     bridge: Option<tokio::task::JoinHandle<()>>,
     mqtt_sources: Vec<Arc<civiclake_mqtt::MqttSource>>,
     kafka_sources: Vec<Arc<kafka::KafkaSource>>,
+    bus: Option<civiclake_bus::Bus>,
+    bus_cell: Arc<std::sync::OnceLock<civiclake_bus::Bus>>,
+}
+
+/// The module whose events table keeps the bus catalog.
+const BUS_MODULE: &str = "bus";
+
+/// The bus's counters on `/metrics`.
+#[derive(Debug)]
+struct BusMetrics(civiclake_bus::Bus);
+
+impl civiclake_api::MetricsSource for BusMetrics {
+    fn render(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        use std::sync::atomic::Ordering::Relaxed;
+        let s = self.0.stats();
+        let families = [
+            (
+                "civiclake_bus_events_published_total",
+                "Events appended to the bus log.",
+                s.published.load(Relaxed),
+            ),
+            (
+                "civiclake_bus_events_rejected_total",
+                "Events refused at publish (schema, validation).",
+                s.rejected.load(Relaxed),
+            ),
+            (
+                "civiclake_bus_deliveries_total",
+                "Events delivered to a subscription's target.",
+                s.delivered.load(Relaxed),
+            ),
+            (
+                "civiclake_bus_delivery_failures_total",
+                "Failed delivery attempts.",
+                s.failed.load(Relaxed),
+            ),
+            (
+                "civiclake_bus_dead_letters_total",
+                "Events a subscription gave up on.",
+                s.dead_letters.load(Relaxed),
+            ),
+        ];
+        for (name, help, value) in families {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP civiclake_bus_log_head Position of the newest event of the bus log.\n# TYPE civiclake_bus_log_head gauge\nciviclake_bus_log_head {}",
+            self.0.head()
+        );
+    }
 }
 
 /// Writes tokens' last-use times every 10 seconds, and once more at shutdown.
@@ -193,6 +251,7 @@ impl Server {
             },
         )?);
         let router = TopicRouter::default();
+        let bus_cell: Arc<std::sync::OnceLock<civiclake_bus::Bus>> = Arc::default();
         let broker = match config.mqtt_addr {
             Some(addr) => {
                 let broker_auth = Arc::new(mqtt::TokenAuth {
@@ -203,6 +262,7 @@ impl Server {
                 let sink = Arc::new(mqtt::BridgeSink {
                     ingest: ingest.clone(),
                     router: router.clone(),
+                    bus: bus_cell.clone(),
                 });
                 let broker = civiclake_mqtt::EmbeddedBroker::start(
                     civiclake_mqtt::BrokerConfig {
@@ -224,6 +284,7 @@ impl Server {
             let sink = Arc::new(mqtt::BridgeSink {
                 ingest: ingest.clone(),
                 router: router.clone(),
+                bus: bus_cell.clone(),
             });
             tracing::info!(source = source.name, host = source.host, port = source.port, topics = ?source.topics, "subscribing to an external MQTT broker");
             mqtt_sources.push(Arc::new(civiclake_mqtt::MqttSource::start(
@@ -255,6 +316,36 @@ impl Server {
                 mqtt_sources.iter().map(Arc::downgrade).collect(),
             )));
         }
+        let bus = match module_events.get(BUS_MODULE) {
+            Some(events) => {
+                let catalog: Arc<dyn Platform> = Arc::new(ModulePlatform {
+                    events: events.clone(),
+                    lake: lake.clone(),
+                    engine: engine.clone(),
+                    router: router.clone(),
+                    modules: modules.clone(),
+                    // Not the server's cell: the bus holding a handle that holds the bus
+                    // would be a cycle, and the lake would never be let go.
+                    bus: Arc::default(),
+                });
+                let publisher = broker.as_ref().map(|b| {
+                    Arc::new(mqtt::BrokerPublisher(Arc::downgrade(b)))
+                        as Arc<dyn civiclake_bus::target::MessagePublisher>
+                });
+                let bus = civiclake_bus::Bus::start(
+                    lake.clone(),
+                    engine.clone(),
+                    catalog,
+                    civiclake_bus::BusSettings::new(&config.data_dir),
+                    publisher,
+                )
+                .await?;
+                let _ = bus_cell.set(bus.clone());
+                metric_sources.push(Arc::new(BusMetrics(bus.clone())));
+                Some(bus)
+            }
+            None => None,
+        };
         let dashboards = civiclake_api::DashboardCatalog::load(&config.dashboards_dir)?;
         tracing::info!(
             dir = %config.dashboards_dir.display(),
@@ -270,6 +361,7 @@ impl Server {
             started: Instant::now(),
             metric_sources,
             dashboards: Arc::new(dashboards),
+            bus: bus.clone(),
         };
         let app = civiclake_api::router(
             state.clone(),
@@ -328,7 +420,14 @@ impl Server {
             bridge,
             mqtt_sources,
             kafka_sources,
+            bus,
+            bus_cell,
         })
+    }
+
+    /// The interoperability bus (absent when no `bus` module is registered).
+    pub fn bus(&self) -> Option<&civiclake_bus::Bus> {
+        self.bus.as_ref()
     }
 
     /// The address of the embedded MQTT broker, when it runs.
@@ -356,6 +455,7 @@ impl Server {
             engine: self.engine.clone(),
             router: self.router.clone(),
             modules: self.modules.clone(),
+            bus: self.bus_cell.clone(),
         }))
     }
 
@@ -399,6 +499,10 @@ impl Server {
         }
         let _ = self.shutdown.send(true);
         let _ = self.http.await;
+        // Workers stop (cursors saved), then the log and audit writers write what they hold.
+        if let Some(bus) = &self.bus {
+            bus.stop().await;
+        }
         let _ = self.background.await;
         let _ = self.last_used.await;
         for task in self.samplers {

@@ -112,8 +112,42 @@ impl BrokerAuth for TokenAuth {
 /// messages on to the in-process topic router for the modules.
 #[derive(Debug)]
 pub(crate) struct BridgeSink {
-    pub(crate) ingest: Arc<dyn MessageSink>,
+    pub(crate) ingest: Arc<crate::ingest::IngestService>,
     pub(crate) router: TopicRouter,
+    /// The interoperability bus, once started: `bus/...` CloudEvents go to its log.
+    pub(crate) bus: Arc<std::sync::OnceLock<civiclake_bus::Bus>>,
+}
+
+impl BridgeSink {
+    /// Appends the `bus/...` CloudEvents among `messages` to the bus log; a message the bus
+    /// refuses (not a CloudEvent, no schema, invalid data) becomes a row of `_dead_letters`
+    /// with the reason. Fails (nothing acknowledged) only when the log cannot be written.
+    async fn to_bus(&self, messages: &[InboundMessage]) -> Result<(), IngestError> {
+        let Some(bus) = self.bus.get() else {
+            return Ok(());
+        };
+        for m in messages {
+            if !m.topic.starts_with("bus/") {
+                continue;
+            }
+            let publisher = format!("mqtt:{}", m.publisher.as_deref().unwrap_or("anonymous"));
+            let refused = match CloudEvent::from_slice(&m.payload) {
+                Ok(event) => match bus.publish(&publisher, vec![event]).await {
+                    Ok(_) => continue,
+                    Err(e) if e.http_status() == 503 => {
+                        return Err(IngestError::Unavailable(e.to_string()));
+                    }
+                    Err(e) => e.to_string(),
+                },
+                Err(e) => format!("not a CloudEvent in structured JSON: {e}"),
+            };
+            self.ingest
+                .dead_letter(m, "bus", refused)
+                .await
+                .map_err(|e| IngestError::Unavailable(e.to_string()))?;
+        }
+        Ok(())
+    }
 }
 
 /// The message as a CloudEvent: parsed when it is one (structured mode), else wrapped.
@@ -150,6 +184,7 @@ impl MessageSink for BridgeSink {
                 matches!(topic.namespace(), "bus" | "devices").then(|| (topic, as_cloud_event(m)))
             })
             .collect();
+        self.to_bus(&messages).await?;
         let report = self.ingest.deliver(messages).await?;
         for (topic, event) in forward {
             // A closed router means the server is stopping; the message itself is stored.
@@ -324,5 +359,22 @@ mod tests {
         assert!(!filter_within("ingest/#", "bus/x"));
         assert!(!filter_within("ingest/air", "ingest/air/x"));
         assert!(filter_within("#", "anything/#"));
+    }
+}
+
+/// The embedded broker as the bus's MQTT target (a weak handle: the broker's sink reaches the
+/// bus, so a strong one would keep both alive after the server stops).
+#[derive(Debug)]
+pub(crate) struct BrokerPublisher(pub(crate) std::sync::Weak<EmbeddedBroker>);
+
+impl civiclake_bus::target::MessagePublisher for BrokerPublisher {
+    fn publish(&self, topic: &str, payload: bytes::Bytes) -> Result<(), String> {
+        let broker = self
+            .0
+            .upgrade()
+            .ok_or("the embedded MQTT broker has stopped")?;
+        broker
+            .publish(topic, payload, false)
+            .map_err(|e| e.to_string())
     }
 }

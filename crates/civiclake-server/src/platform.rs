@@ -46,6 +46,27 @@ pub(crate) struct ModulePlatform {
     pub(crate) engine: QueryEngine,
     pub(crate) router: TopicRouter,
     pub(crate) modules: Arc<ModuleRegistry>,
+    /// The interoperability bus, once started: `bus/...` events are appended to its log.
+    pub(crate) bus: Arc<std::sync::OnceLock<civiclake_bus::Bus>>,
+}
+
+/// A bus error as a Platform error, with the class of its HTTP status.
+pub(crate) fn bus_error(e: civiclake_bus::BusError) -> PlatformError {
+    use civiclake_core::ErrorClass;
+    if matches!(e, civiclake_bus::BusError::Stopped) {
+        return PlatformError::Closed;
+    }
+    let class = match e.http_status() {
+        404 => ErrorClass::NotFound,
+        409 => ErrorClass::Conflict,
+        422 => ErrorClass::Limit,
+        503 => ErrorClass::Unavailable,
+        _ => ErrorClass::User,
+    };
+    PlatformError::Bus {
+        class,
+        message: e.to_string(),
+    }
 }
 
 fn storage(e: civiclake_lake::Error) -> PlatformError {
@@ -219,6 +240,14 @@ impl Platform for ModulePlatform {
     async fn publish(&self, topic: &Topic, event: CloudEvent) -> Result<usize, PlatformError> {
         check_module_topic(self.module(), topic)?;
         event.validate()?;
+        if topic.namespace() == "bus"
+            && let Some(bus) = self.bus.get()
+        {
+            // Durable in the bus log (and checked against its type's schema) first.
+            bus.publish(&format!("module:{}", self.module()), vec![event.clone()])
+                .await
+                .map_err(bus_error)?;
+        }
         Ok(self.router.publish(topic, event)?)
     }
 
