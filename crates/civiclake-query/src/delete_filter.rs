@@ -197,6 +197,62 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn views_are_offered_to_sessions_that_see_their_tables() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = LakeConfig::new(dir.path());
+        config.wal_fsync = false;
+        let lake = Lake::open(config, OpenMode::ReadWrite).await.unwrap();
+        let engine = QueryEngine::new(lake.clone(), QueryConfig::default()).unwrap();
+        let hour = 3_600_000_000;
+        lake.write(vec![(
+            "air".into(),
+            readings(&[
+                ("a1", JAN_1, Some(10.0)),
+                ("a1", JAN_1 + hour, Some(20.0)),
+                ("b2", JAN_1, Some(40.0)),
+            ]),
+        )])
+        .await
+        .unwrap();
+        let def = crate::ViewDef {
+            sql: "SELECT sensor, avg(pm25) AS mean FROM air GROUP BY sensor".into(),
+            tables: vec!["air".into()],
+            description: "mean per sensor".into(),
+        };
+        engine.register_view("air_means", def.clone()).unwrap();
+        assert!(engine.register_view("air", def.clone()).is_err());
+        assert!(engine.register_view("Bad-Name", def).is_err());
+        assert_eq!(
+            text(
+                &engine,
+                "SELECT sensor, mean FROM air_means ORDER BY sensor"
+            )
+            .await,
+            "+--------+------+\n| sensor | mean |\n+--------+------+\n| a1     | 15.0 |\n| b2     | 40.0 |\n+--------+------+"
+        );
+        // Listed with the tables.
+        let names = engine
+            .sql("SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1")
+            .await
+            .unwrap();
+        assert_eq!(
+            pretty_format_batches(&names.batches)
+                .unwrap()
+                .to_string()
+                .matches("air_means")
+                .count(),
+            1
+        );
+        // A session that does not see `air` does not see the view either.
+        let scope = crate::SqlScope::restricted(Arc::new(|t: &str| t == "noise"), None);
+        let err = engine
+            .sql_as("SELECT * FROM air_means", &scope)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("air_means"), "{err}");
+    }
+
+    #[tokio::test]
     async fn a_pending_delete_hides_file_rows_from_sql() {
         let dir = tempfile::tempdir().unwrap();
         let mut config = LakeConfig::new(dir.path());
