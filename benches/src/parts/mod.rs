@@ -2,6 +2,7 @@
 //! [`all`]; `civiclake-bench all` runs them in that order, `civiclake-bench NAME...` only
 //! the ones named.
 
+mod bus;
 mod dashboards;
 mod freshness;
 mod influx;
@@ -45,6 +46,7 @@ pub(crate) fn all() -> Vec<Box<dyn Part>> {
         Box::new(mqtt::MqttEndToEnd),
         Box::new(kafka::KafkaConsume),
         Box::new(dashboards::Dashboards),
+        Box::new(bus::BusDeliveries),
     ]
 }
 
