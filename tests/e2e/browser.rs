@@ -490,3 +490,99 @@ fn browser_shipped_dashboards_show_every_panel_without_errors() {
     );
     browser.assert_no_console_errors("air-noise with Nord");
 }
+
+/// The bus's operator pages: the overview lists the subscription and the schema, the
+/// subscription's page shows its dead letter, and its redeliver button and replay form work.
+#[test]
+fn browser_bus_pages_show_dead_letters_and_replay() {
+    let Some(browser) = browser("bus_pages") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), &[]);
+    let c = TestServer::client();
+    let post = |path: &str, ct: &str, body: Value| {
+        let r = c
+            .post(format!("{}{path}", server.url))
+            .header("content-type", ct)
+            .body(body.to_string())
+            .send()
+            .unwrap();
+        assert!(r.status().is_success(), "{path}: {}", r.text().unwrap_or_default());
+    };
+    post(
+        "/api/v1/bus/schemas/it.acme.invoice.Paid",
+        "application/json",
+        json!({"type": "object", "required": ["amount"]}),
+    );
+    // Nothing listens on the discard port: one attempt, then a dead letter.
+    post(
+        "/api/v1/bus/subscriptions",
+        "application/json",
+        json!({"name": "accounting", "retry": {"max_attempts": 1},
+               "target": {"kind": "webhook", "url": "http://127.0.0.1:9/hook", "timeout_ms": 500}}),
+    );
+    post(
+        "/api/v1/bus/events",
+        "application/cloudevents+json",
+        json!({"specversion": "1.0", "id": "inv-1", "source": "/acme/billing",
+               "type": "it.acme.invoice.Paid", "data": {"amount": 12}}),
+    );
+    crate::server::wait_until(std::time::Duration::from_secs(20), "the dead letter", || {
+        server.scalar("SELECT count(*) FROM bus_dead_letters") == 1.0
+    });
+
+    browser.open(&format!("{}/bus", server.url));
+    assert_eq!(browser.js("return document.title;"), "Bus · civiclake");
+    assert_eq!(browser.texts("#subscriptions tbody th"), ["accounting"]);
+    assert_eq!(browser.texts("#schemas tbody th"), ["it.acme.invoice.Paid"]);
+    assert_eq!(browser.texts("#log-head"), ["1"]);
+    assert_png(&browser.screenshot_as("bus"));
+
+    browser.js("document.querySelector('#subscriptions a').click(); return null;");
+    let mut dead = Vec::new();
+    for _ in 0..40 {
+        dead = browser.texts("#dead-letters tbody tr td:nth-child(3)");
+        if !dead.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(dead, ["inv-1"]);
+    browser.assert_no_console_errors("/bus/subscriptions/accounting");
+    assert_png(&browser.screenshot_as("bus-subscription"));
+
+    // Redeliver: back on the page with a message.
+    browser.js("document.querySelector('#dead-letters form button').click(); return null;");
+    let mut flash = Vec::new();
+    for _ in 0..40 {
+        flash = browser.texts("#flash");
+        if !flash.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(flash.len(), 1, "{flash:?}");
+    assert!(flash[0].starts_with("Event 1 is being delivered again"), "{flash:?}");
+
+    // Replay from seq 1.
+    browser.js(
+        "document.getElementById('replay-from').value = 'seq';
+         document.getElementById('replay-value').value = '1';
+         document.getElementById('replay-form').submit(); return null;",
+    );
+    for _ in 0..40 {
+        flash = browser.texts("#flash");
+        if flash.first().is_some_and(|f| f.starts_with("Replay")) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(flash[0].starts_with("Replay replay-"), "{flash:?}");
+    assert!(flash[0].ends_with("from seq 1."), "{flash:?}");
+    browser.assert_no_console_errors("replay");
+
+    browser.open(&format!("{}/bus/schemas/it.acme.invoice.Paid", server.url));
+    assert_eq!(browser.texts("#compatibility"), ["BACKWARD"]);
+    assert_eq!(browser.texts("main h2"), ["Version 1"]);
+}

@@ -8,10 +8,11 @@
 //! or style).
 
 mod assets;
+mod bus;
 pub(crate) mod dashboards;
 mod format;
 mod home;
-mod session;
+pub(crate) mod session;
 mod sql;
 
 use crate::AppState;
@@ -40,6 +41,14 @@ pub(crate) fn router() -> Router<AppState> {
             get(dashboards::panel_sql),
         )
         .route("/sql", get(sql::page))
+        .route("/bus", get(bus::index))
+        .route("/bus/subscriptions/{name}", get(bus::subscription))
+        .route("/bus/subscriptions/{name}/replay", post(bus::replay))
+        .route(
+            "/bus/subscriptions/{name}/dead-letters/{seq}/redeliver",
+            post(bus::redeliver),
+        )
+        .route("/bus/schemas/{type}", get(bus::schema))
         .route("/login", get(session::login_form).post(session::login))
         .route("/logout", post(session::logout))
         .route("/static/{name}", get(assets::serve))

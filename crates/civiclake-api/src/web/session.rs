@@ -103,7 +103,7 @@ fn check_token(token: &str) -> Result<(), &'static str> {
 
 /// Whether a form was posted from this site, not another (login CSRF): `Sec-Fetch-Site` must be
 /// `same-origin` or `none` when present, and `Origin` must name this host when present.
-fn from_this_site(headers: &HeaderMap) -> bool {
+pub(crate) fn from_this_site(headers: &HeaderMap) -> bool {
     let fetch_site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
     let site_ok = fetch_site.is_none_or(|s| s == "same-origin" || s == "none");
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
@@ -121,7 +121,7 @@ fn from_this_site(headers: &HeaderMap) -> bool {
 }
 
 /// The `403` page of a form posted from another site.
-fn cross_site_refused(headers: &HeaderMap) -> Response {
+pub(crate) fn cross_site_refused(headers: &HeaderMap) -> Response {
     error_page(
         headers,
         StatusCode::FORBIDDEN,
