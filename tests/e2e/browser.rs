@@ -508,7 +508,11 @@ fn browser_bus_pages_show_dead_letters_and_replay() {
             .body(body.to_string())
             .send()
             .unwrap();
-        assert!(r.status().is_success(), "{path}: {}", r.text().unwrap_or_default());
+        assert!(
+            r.status().is_success(),
+            "{path}: {}",
+            r.text().unwrap_or_default()
+        );
     };
     post(
         "/api/v1/bus/schemas/it.acme.invoice.Paid",
@@ -528,9 +532,11 @@ fn browser_bus_pages_show_dead_letters_and_replay() {
         json!({"specversion": "1.0", "id": "inv-1", "source": "/acme/billing",
                "type": "it.acme.invoice.Paid", "data": {"amount": 12}}),
     );
-    crate::server::wait_until(std::time::Duration::from_secs(20), "the dead letter", || {
-        server.scalar("SELECT count(*) FROM bus_dead_letters") == 1.0
-    });
+    crate::server::wait_until(
+        std::time::Duration::from_secs(20),
+        "the dead letter",
+        || server.scalar("SELECT count(*) FROM bus_dead_letters") == 1.0,
+    );
 
     browser.open(&format!("{}/bus", server.url));
     assert_eq!(browser.js("return document.title;"), "Bus · civiclake");
@@ -563,14 +569,15 @@ fn browser_bus_pages_show_dead_letters_and_replay() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     assert_eq!(flash.len(), 1, "{flash:?}");
-    assert!(flash[0].starts_with("Event 1 is being delivered again"), "{flash:?}");
+    assert!(
+        flash[0].starts_with("Event 1 is being delivered again"),
+        "{flash:?}"
+    );
 
     // Replay from seq 1.
-    browser.js(
-        "document.getElementById('replay-from').value = 'seq';
+    browser.js("document.getElementById('replay-from').value = 'seq';
          document.getElementById('replay-value').value = '1';
-         document.getElementById('replay-form').submit(); return null;",
-    );
+         document.getElementById('replay-form').submit(); return null;");
     for _ in 0..40 {
         flash = browser.texts("#flash");
         if flash.first().is_some_and(|f| f.starts_with("Replay")) {

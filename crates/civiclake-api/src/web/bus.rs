@@ -229,7 +229,12 @@ async fn text_rows(state: &AppState, sql: &str) -> Result<Vec<Vec<String>>, Stri
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| e.to_string())?;
         for row in 0..batch.num_rows() {
-            out.push(formatters.iter().map(|f| f.value(row).to_string()).collect());
+            out.push(
+                formatters
+                    .iter()
+                    .map(|f| f.value(row).to_string())
+                    .collect(),
+            );
         }
     }
     Ok(out)
@@ -311,9 +316,7 @@ pub(crate) async fn subscription(
             "Time", "Seq", "Event", "Type", "Status", "Attempt", "Code", "ms", "Error", "Replay",
         ],
         deliveries: deliveries.into_iter().map(|cells| Row { cells }).collect(),
-        dead_columns: vec![
-            "Seq", "Filed", "Event", "Type", "Attempts", "Code", "Error",
-        ],
+        dead_columns: vec!["Seq", "Filed", "Event", "Type", "Attempts", "Code", "Error"],
         dead,
         name,
     };
