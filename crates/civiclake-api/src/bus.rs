@@ -42,7 +42,7 @@ fn bus(state: &AppState) -> Result<&Bus, ApiError> {
 }
 
 /// Who did it, for the catalog's events.
-fn actor(p: &Principal) -> String {
+pub(crate) fn actor(p: &Principal) -> String {
     match &p.token_id {
         Some(id) => format!("token:{id}"),
         None => "anonymous".into(),
@@ -516,10 +516,6 @@ async fn rows(state: &AppState, sql: &str) -> Result<Value, ApiError> {
     serde_json::from_slice(&body).map_err(|e| ApiError::new(ErrorClass::Internal, e.to_string()))
 }
 
-fn sql_string(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
-
 /// A subscription's dead letters, newest first, with whether each was delivered since.
 #[utoipa::path(get, path = "/api/v1/bus/subscriptions/{name}/dead-letters",
     params(("name" = String, Path, description = "The subscription"), ListOptions),
@@ -533,17 +529,7 @@ pub(crate) async fn dead_letters(
     caller.require(Permission::BusAdmin)?;
     bus(&state)?.subscription(&name).await?;
     let limit = options.limit.unwrap_or(100).clamp(1, 1000);
-    let n = sql_string(&name);
-    let sql = format!(
-        "SELECT d.time, d.seq, d.event_id, d.type, d.source, d.attempts, d.status_code, d.error, \
-         max(x.time) AS delivered_since \
-         FROM bus_dead_letters d LEFT JOIN bus_deliveries x \
-           ON x.subscription = d.subscription AND x.seq = d.seq \
-           AND x.status = 'delivered' AND x.time > d.time \
-         WHERE d.subscription = {n} \
-         GROUP BY d.time, d.seq, d.event_id, d.type, d.source, d.attempts, d.status_code, d.error \
-         ORDER BY d.time DESC LIMIT {limit}"
-    );
+    let sql = civiclake_bus::audit::dead_letters_sql(&name, limit);
     Ok(Json(json!({ "dead_letters": rows(&state, &sql).await? })))
 }
 
@@ -574,11 +560,7 @@ pub(crate) async fn deliveries(
     caller.require(Permission::BusAdmin)?;
     bus(&state)?.subscription(&name).await?;
     let limit = options.limit.unwrap_or(100).clamp(1, 1000);
-    let sql = format!(
-        "SELECT time, seq, event_id, type, status, attempt, status_code, latency_ms, error, replay, correlationid \
-         FROM bus_deliveries WHERE subscription = {} ORDER BY time DESC, attempt DESC LIMIT {limit}",
-        sql_string(&name)
-    );
+    let sql = civiclake_bus::audit::deliveries_sql(&name, limit);
     Ok(Json(json!({ "deliveries": rows(&state, &sql).await? })))
 }
 

@@ -1,11 +1,11 @@
 //! The audit trail: `bus_deliveries`, one row per delivery attempt, and `bus_dead_letters`,
 //! one row per event a subscription gave up on.
 
+use crate::log::tags;
 use arrow::array::{
-    ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, StringDictionaryBuilder,
-    TimestampMicrosecondArray,
+    ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
-use arrow::datatypes::{DataType, Int32Type, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Schema, SchemaRef};
 use civiclake_core::{field_column, tag_column, time_column};
 use std::sync::Arc;
 
@@ -84,14 +84,6 @@ pub fn deliveries_schema() -> SchemaRef {
         field_column("error", DataType::Utf8),
         field_column("replay", DataType::Utf8),
     ]))
-}
-
-fn tags<'a>(values: impl Iterator<Item = &'a str>) -> ArrayRef {
-    let mut b = StringDictionaryBuilder::<Int32Type>::new();
-    for v in values {
-        b.append_value(v);
-    }
-    Arc::new(b.finish())
 }
 
 /// The rows of [`DELIVERIES_TABLE`].
@@ -214,6 +206,38 @@ pub fn dead_letter_batch(d: &DeadLetter) -> Result<RecordBatch, arrow::error::Ar
         s(&d.error),
     ];
     RecordBatch::try_new(dead_letters_schema(), columns)
+}
+
+/// `s` as a SQL string literal.
+pub fn sql_string(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// SQL listing `subscription`'s dead letters, newest first, with the time each was delivered
+/// since (NULL while it was not): `time, seq, event_id, type, source, attempts, status_code,
+/// error, delivered_since`.
+pub fn dead_letters_sql(subscription: &str, limit: u32) -> String {
+    let n = sql_string(subscription);
+    format!(
+        "SELECT d.time, d.seq, d.event_id, d.type, d.source, d.attempts, d.status_code, d.error, \
+         max(x.time) AS delivered_since \
+         FROM {DEAD_LETTERS_TABLE} d LEFT JOIN {DELIVERIES_TABLE} x \
+           ON x.subscription = d.subscription AND x.seq = d.seq \
+           AND x.status = 'delivered' AND x.time > d.time \
+         WHERE d.subscription = {n} \
+         GROUP BY d.time, d.seq, d.event_id, d.type, d.source, d.attempts, d.status_code, d.error \
+         ORDER BY d.time DESC LIMIT {limit}"
+    )
+}
+
+/// SQL listing `subscription`'s latest delivery attempts, newest first: `time, seq,
+/// event_id, type, status, attempt, status_code, latency_ms, error, replay, correlationid`.
+pub fn deliveries_sql(subscription: &str, limit: u32) -> String {
+    format!(
+        "SELECT time, seq, event_id, \"type\", status, attempt, status_code, latency_ms, error, replay, correlationid \
+         FROM {DELIVERIES_TABLE} WHERE subscription = {} ORDER BY time DESC, attempt DESC LIMIT {limit}",
+        sql_string(subscription)
+    )
 }
 
 #[cfg(test)]

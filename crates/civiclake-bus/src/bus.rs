@@ -20,7 +20,7 @@
 //!   there again, from the log.
 
 use crate::audit::{
-    self, DEAD_LETTERS_TABLE, DELIVERIES_TABLE, DeadLetter, DeliveryRecord, Status,
+    self, DEAD_LETTERS_TABLE, DELIVERIES_TABLE, DeadLetter, DeliveryRecord, Status, sql_string,
 };
 use crate::log::{self, EVENTS_TABLE, LOG_COLUMNS, LoggedEvent};
 use crate::schema::{Compatibility, SchemaError, SchemaRegistry};
@@ -390,11 +390,6 @@ fn tls_config() -> Result<rustls::ClientConfig, String> {
         .map_err(|e| format!("TLS setup: {e}"))?
         .with_root_certificates(roots)
         .with_no_client_auth())
-}
-
-/// `s` as a SQL string literal.
-fn sql_string(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
 }
 
 /// The bus's views: flow per event type and source, and per route (subscription) the

@@ -85,7 +85,8 @@ pub fn events_schema() -> SchemaRef {
     ]))
 }
 
-fn tags<'a>(values: impl Iterator<Item = &'a str>) -> ArrayRef {
+/// Strings as a tag (dictionary) column.
+pub(crate) fn tags<'a>(values: impl Iterator<Item = &'a str>) -> ArrayRef {
     let mut b = StringDictionaryBuilder::<Int32Type>::new();
     for v in values {
         b.append_value(v);

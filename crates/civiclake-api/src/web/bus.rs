@@ -51,13 +51,6 @@ fn operator(
     }
 }
 
-fn actor(p: &Principal) -> String {
-    match &p.token_id {
-        Some(id) => format!("token:{id}"),
-        None => "anonymous".into(),
-    }
-}
-
 /// `/bus/...` with `segment` percent-encoded.
 fn href(prefix: &str, segment: &str) -> String {
     let encoded: String = segment
@@ -212,10 +205,6 @@ pub(crate) struct Flash {
     done: String,
 }
 
-fn sql_string(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
-
 /// Runs `sql` (the server's own query, unrestricted) and formats every cell.
 async fn text_rows(state: &AppState, sql: &str) -> Result<Vec<Vec<String>>, String> {
     let result = state.engine.sql(sql).await.map_err(|e| e.to_string())?;
@@ -256,25 +245,21 @@ pub(crate) async fn subscription(
         Ok(s) => s,
         Err(e) => return error_page(&headers, StatusCode::NOT_FOUND, &e.to_string()),
     };
-    let n = sql_string(&name);
+    let limit = SHOWN as u32;
     let deliveries = text_rows(
         &state,
         &format!(
             "SELECT time, seq, event_id, \"type\", status, attempt, status_code, round(latency_ms, 1), error, replay \
-             FROM bus_deliveries WHERE subscription = {n} ORDER BY time DESC, attempt DESC LIMIT {SHOWN}"
+             FROM ({})",
+            civiclake_bus::audit::deliveries_sql(&name, limit)
         ),
     )
     .await;
     let dead = text_rows(
         &state,
         &format!(
-            "SELECT d.seq, d.time, d.event_id, d.type, d.attempts, d.status_code, d.error, max(x.time) \
-             FROM bus_dead_letters d LEFT JOIN bus_deliveries x \
-               ON x.subscription = d.subscription AND x.seq = d.seq \
-               AND x.status = 'delivered' AND x.time > d.time \
-             WHERE d.subscription = {n} \
-             GROUP BY d.seq, d.time, d.event_id, d.type, d.attempts, d.status_code, d.error \
-             ORDER BY d.time DESC LIMIT {SHOWN}"
+            "SELECT seq, time, event_id, \"type\", attempts, status_code, error, delivered_since FROM ({})",
+            civiclake_bus::audit::dead_letters_sql(&name, limit)
         ),
     )
     .await;
@@ -374,7 +359,7 @@ pub(crate) async fn replay(
             );
         }
     };
-    match bus.replay(&actor(&p), &name, from).await {
+    match bus.replay(&crate::bus::actor(&p), &name, from).await {
         Ok((id, seq)) => back(
             &href("/bus/subscriptions/", &name),
             &format!("Replay {id} started from seq {seq}."),
