@@ -509,11 +509,27 @@ pub(crate) struct ListOptions {
     pub limit: Option<u32>,
 }
 
-async fn rows(state: &AppState, sql: &str) -> Result<Value, ApiError> {
-    let result = state.engine.sql(sql).await?;
+/// `{key: [rows]}`: what `sql_of(subscription, limit)` lists for an existing subscription, as
+/// an operator asked.
+async fn listing(
+    state: &AppState,
+    caller: &Caller,
+    name: &str,
+    options: &ListOptions,
+    key: &str,
+    sql_of: fn(&str, u32) -> String,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Permission::BusAdmin)?;
+    bus(state)?.subscription(name).await?;
+    let limit = options.limit.unwrap_or(100).clamp(1, 1000);
+    let result = state.engine.sql(&sql_of(name, limit)).await?;
     let body = encode(&result.schema, &result.batches, OutputFormat::Json)
         .map_err(|e| ApiError::new(ErrorClass::Internal, e))?;
-    serde_json::from_slice(&body).map_err(|e| ApiError::new(ErrorClass::Internal, e.to_string()))
+    let rows: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::new(ErrorClass::Internal, e.to_string()))?;
+    let mut out = serde_json::Map::new();
+    out.insert(key.to_string(), rows);
+    Ok(Json(Value::Object(out)))
 }
 
 /// A subscription's dead letters, newest first, with whether each was delivered since.
@@ -526,11 +542,15 @@ pub(crate) async fn dead_letters(
     Path(name): Path<String>,
     Query(options): Query<ListOptions>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Permission::BusAdmin)?;
-    bus(&state)?.subscription(&name).await?;
-    let limit = options.limit.unwrap_or(100).clamp(1, 1000);
-    let sql = civiclake_bus::audit::dead_letters_sql(&name, limit);
-    Ok(Json(json!({ "dead_letters": rows(&state, &sql).await? })))
+    listing(
+        &state,
+        &caller,
+        &name,
+        &options,
+        "dead_letters",
+        civiclake_bus::audit::dead_letters_sql,
+    )
+    .await
 }
 
 /// Delivers one event (e.g. a dead letter) to the subscription again.
@@ -557,11 +577,15 @@ pub(crate) async fn deliveries(
     Path(name): Path<String>,
     Query(options): Query<ListOptions>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Permission::BusAdmin)?;
-    bus(&state)?.subscription(&name).await?;
-    let limit = options.limit.unwrap_or(100).clamp(1, 1000);
-    let sql = civiclake_bus::audit::deliveries_sql(&name, limit);
-    Ok(Json(json!({ "deliveries": rows(&state, &sql).await? })))
+    listing(
+        &state,
+        &caller,
+        &name,
+        &options,
+        "deliveries",
+        civiclake_bus::audit::deliveries_sql,
+    )
+    .await
 }
 
 #[cfg(test)]
