@@ -114,6 +114,9 @@ const CATALOG_ROLES: &[&str] = &[
 const WRITE_ROLES: &[&str] = &["admin", "gateway"];
 /// Operators of the bus.
 const BUS_ADMIN: &[&str] = &["admin", "bus-operator"];
+/// Operators of the bus and the members of organisation `acme` (which produces
+/// [`MATRIX_TYPE`] in the catalog and owns the subscriptions its members create).
+const ACME_MEMBERS: &[&str] = &["admin", "bus-operator", "bus-member"];
 /// Roles with the publish permission (the schema list is what they publish against).
 const PUBLISH_ROLES: &[&str] = &[
     "admin",
@@ -121,9 +124,10 @@ const PUBLISH_ROLES: &[&str] = &[
     "kiosk-device",
     "bus-operator",
     "bus-publisher",
+    "bus-member",
 ];
 /// Roles whose topic grants cover the source `/acme/billing` (topic `bus/acme/billing`).
-const ACME_PUBLISHERS: &[&str] = &["admin", "bus-operator", "bus-publisher"];
+const ACME_PUBLISHERS: &[&str] = &["admin", "bus-operator", "bus-publisher", "bus-member"];
 /// The event type the matrix publishes (registered before it runs).
 pub(crate) const MATRIX_TYPE: &str = "it.acme.invoice.Paid";
 
@@ -133,7 +137,7 @@ pub(crate) fn matrix_schema() -> Value {
 }
 const ADMIN: &[&str] = &["admin"];
 
-fn endpoints(victim_token_id: &str) -> Vec<Endpoint> {
+fn endpoints(victim_token_id: &str, org_token_id: &str) -> Vec<Endpoint> {
     let lp = (
         "text/plain",
         "air_quality,sensor=m1 pm25=1.5 1767225600000000000".to_string(),
@@ -300,7 +304,7 @@ fn endpoints(victim_token_id: &str) -> Vec<Endpoint> {
             "/api/v1/bus/schemas/{type}",
             &format!("/api/v1/bus/schemas/{MATRIX_TYPE}"),
             Some(("application/json", matrix_schema().to_string())),
-            Expect::Roles(BUS_ADMIN),
+            Expect::Roles(ACME_MEMBERS),
         ),
         e(
             "GET",
@@ -317,14 +321,14 @@ fn endpoints(victim_token_id: &str) -> Vec<Endpoint> {
                 "application/json",
                 json!({"compatibility": "BACKWARD"}).to_string(),
             )),
-            Expect::Roles(BUS_ADMIN),
+            Expect::Roles(ACME_MEMBERS),
         ),
         e(
             "GET",
             "/api/v1/bus/subscriptions",
             "/api/v1/bus/subscriptions",
             None,
-            Expect::Roles(BUS_ADMIN),
+            Expect::Roles(ACME_MEMBERS),
         ),
         // Created and deleted under a name of the caller's own, so every caller starts clean.
         e(
@@ -335,14 +339,14 @@ fn endpoints(victim_token_id: &str) -> Vec<Endpoint> {
                 "application/json",
                 matrix_subscription(&format!("m-{victim_token_id}")).to_string(),
             )),
-            Expect::Roles(BUS_ADMIN),
+            Expect::Roles(ACME_MEMBERS),
         ),
         e(
             "DELETE",
             "/api/v1/bus/subscriptions/{name}",
             &format!("/api/v1/bus/subscriptions/m-{victim_token_id}"),
             None,
-            Expect::Roles(BUS_ADMIN),
+            Expect::Roles(ACME_MEMBERS),
         ),
         e(
             "GET",
@@ -389,7 +393,137 @@ fn endpoints(victim_token_id: &str) -> Vec<Endpoint> {
             None,
             Expect::Roles(BUS_ADMIN),
         ),
+        e(
+            "GET",
+            "/api/v1/bus/catalog",
+            "/api/v1/bus/catalog",
+            None,
+            Expect::Roles(PUBLISH_ROLES),
+        ),
+        e(
+            "GET",
+            "/api/v1/bus/organisations/{org}",
+            "/api/v1/bus/organisations/acme",
+            None,
+            Expect::Roles(PUBLISH_ROLES),
+        ),
+        e(
+            "PUT",
+            "/api/v1/bus/organisations/{org}",
+            "/api/v1/bus/organisations/acme",
+            Some(("application/json", matrix_org().to_string())),
+            Expect::Roles(ACME_MEMBERS),
+        ),
+        // A new organisation (bus administrators only), then removed.
+        e(
+            "PUT",
+            "/api/v1/bus/organisations/{org}",
+            &format!("/api/v1/bus/organisations/o-{victim_token_id}"),
+            Some(("application/json", matrix_org().to_string())),
+            Expect::Roles(BUS_ADMIN),
+        ),
+        e(
+            "DELETE",
+            "/api/v1/bus/organisations/{org}",
+            &format!("/api/v1/bus/organisations/o-{victim_token_id}"),
+            None,
+            Expect::Roles(BUS_ADMIN),
+        ),
+        e(
+            "POST",
+            "/api/v1/bus/organisations/{org}/tokens",
+            "/api/v1/bus/organisations/acme/tokens",
+            Some(("application/json", json!({"label": "matrix"}).to_string())),
+            Expect::Roles(BUS_ADMIN),
+        ),
+        e(
+            "GET",
+            "/api/v1/bus/organisations/{org}/tokens",
+            "/api/v1/bus/organisations/acme/tokens",
+            None,
+            Expect::Roles(BUS_ADMIN),
+        ),
+        e(
+            "DELETE",
+            "/api/v1/bus/organisations/{org}/tokens/{id}",
+            &format!("/api/v1/bus/organisations/acme/tokens/{org_token_id}"),
+            None,
+            Expect::Roles(BUS_ADMIN),
+        ),
+        e(
+            "GET",
+            "/api/v1/bus/organisations/{org}/systems/{system}",
+            "/api/v1/bus/organisations/acme/systems/billing",
+            None,
+            Expect::Roles(PUBLISH_ROLES),
+        ),
+        e(
+            "PUT",
+            "/api/v1/bus/organisations/{org}/systems/{system}",
+            &format!("/api/v1/bus/organisations/acme/systems/s-{victim_token_id}"),
+            Some(("application/json", matrix_system().to_string())),
+            Expect::Roles(ACME_MEMBERS),
+        ),
+        e(
+            "DELETE",
+            "/api/v1/bus/organisations/{org}/systems/{system}",
+            &format!("/api/v1/bus/organisations/acme/systems/s-{victim_token_id}"),
+            None,
+            Expect::Roles(ACME_MEMBERS),
+        ),
+        e(
+            "GET",
+            "/api/v1/bus/organisations/{org}/systems/{system}/endpoints/{endpoint}",
+            "/api/v1/bus/organisations/acme/systems/billing/endpoints/api",
+            None,
+            Expect::Roles(PUBLISH_ROLES),
+        ),
+        e(
+            "GET",
+            "/api/v1/bus/organisations/{org}/systems/{system}/endpoints/{endpoint}/document",
+            "/api/v1/bus/organisations/acme/systems/billing/endpoints/api/document",
+            None,
+            Expect::Roles(PUBLISH_ROLES),
+        ),
+        e(
+            "PUT",
+            "/api/v1/bus/organisations/{org}/systems/{system}/endpoints/{endpoint}",
+            &format!("/api/v1/bus/organisations/acme/systems/billing/endpoints/e-{victim_token_id}"),
+            Some(("application/json", matrix_openapi().to_string())),
+            Expect::Roles(ACME_MEMBERS),
+        ),
+        e(
+            "DELETE",
+            "/api/v1/bus/organisations/{org}/systems/{system}/endpoints/{endpoint}",
+            &format!("/api/v1/bus/organisations/acme/systems/billing/endpoints/e-{victim_token_id}"),
+            None,
+            Expect::Roles(ACME_MEMBERS),
+        ),
+        e(
+            "GET",
+            "/api/v1/bus/map",
+            "/api/v1/bus/map",
+            None,
+            Expect::Roles(PUBLISH_ROLES),
+        ),
     ]
+}
+
+/// Organisation `acme` of the matrix.
+fn matrix_org() -> Value {
+    json!({"name": "Acme S.p.A.", "kind": "operator",
+           "contacts": [{"name": "Help desk", "email": "help@acme.example"}]})
+}
+
+/// System `billing` of `acme`, which produces the matrix's type.
+fn matrix_system() -> Value {
+    json!({"name": "Billing", "owner": "Acme IT", "produces": [MATRIX_TYPE]})
+}
+
+/// The OpenAPI document of the matrix's endpoints.
+fn matrix_openapi() -> Value {
+    json!({"openapi": "3.0.3", "info": {"title": "Billing", "version": "1"},
+           "paths": {"/invoices": {"get": {"operationId": "listInvoices"}}}})
 }
 
 /// A paused subscription the matrix creates, changes and replays (it delivers nothing).
@@ -404,7 +538,7 @@ const TESTED_APART: &[(&str, &str)] = &[(
     "public by design: a signed link is its own credential (see signed_links_...)",
 )];
 
-const ROLES: [&str; 16] = [
+const ROLES: [&str; 17] = [
     "admin",
     "analyst",
     "planner",
@@ -421,6 +555,7 @@ const ROLES: [&str; 16] = [
     "public",
     "bus-operator",
     "bus-publisher",
+    "bus-member",
 ];
 
 #[test]
@@ -448,6 +583,7 @@ fn every_role_against_every_endpoint() {
             "gateway" => json!({"role": role, "tables": ["air_quality"]}),
             "service" => json!({"role": role, "tables": ["air_*"]}),
             "bus-publisher" => json!({"role": role, "topics": ["bus/acme/#"]}),
+            "bus-member" => json!({"role": role, "org": "acme", "topics": ["bus/acme/#"]}),
             _ => json!({"role": role}),
         };
         tokens.insert(role, create_via_api(&server, &admin, body).0);
@@ -483,6 +619,24 @@ fn every_role_against_every_endpoint() {
         "application/json",
         matrix_subscription("matrix"),
     );
+    // The catalog: organisation acme, its system billing and that system's endpoint api.
+    for (path, body) in [
+        ("/api/v1/bus/organisations/acme", matrix_org()),
+        ("/api/v1/bus/organisations/acme/systems/billing", matrix_system()),
+        (
+            "/api/v1/bus/organisations/acme/systems/billing/endpoints/api",
+            matrix_openapi(),
+        ),
+    ] {
+        let r = client()
+            .put(format!("{}{path}", server.url))
+            .bearer_auth(&admin)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 201, "{path}: {}", r.text().unwrap_or_default());
+    }
 
     // Every endpoint of the OpenAPI document is in the matrix (or tested apart).
     let api: Value = client()
@@ -491,7 +645,7 @@ fn every_role_against_every_endpoint() {
         .unwrap()
         .json()
         .unwrap();
-    let probe = endpoints("x");
+    let probe = endpoints("x", "y");
     for (path, item) in api["paths"].as_object().expect("paths") {
         for method in item.as_object().expect("methods").keys() {
             let m = method.to_uppercase();
@@ -512,7 +666,12 @@ fn every_role_against_every_endpoint() {
         // A fresh token to revoke for each caller, so a successful DELETE does not change
         // what the next caller sees.
         let (_, victim) = create_via_api(&server, &admin, json!({"role": "planner"}));
-        for ep in endpoints(&victim) {
+        let (_, org_victim) = create_via_api(
+            &server,
+            &admin,
+            json!({"role": "bus-member", "org": "acme", "topics": ["bus/acme/#"]}),
+        );
+        for ep in endpoints(&victim, &org_victim) {
             let url = format!("{}{}", server.url, ep.url);
             let c = client();
             let mut req = match ep.method {
@@ -559,7 +718,7 @@ fn every_role_against_every_endpoint() {
         "access matrix:\n{}",
         failures.join("\n")
     );
-    assert_eq!(checked, (ROLES.len() + 1) * endpoints("x").len());
+    assert_eq!(checked, (ROLES.len() + 1) * endpoints("x", "y").len());
 }
 
 #[test]

@@ -592,4 +592,66 @@ fn browser_bus_pages_show_dead_letters_and_replay() {
     browser.open(&format!("{}/bus/schemas/it.acme.invoice.Paid", server.url));
     assert_eq!(browser.texts("#compatibility"), ["BACKWARD"]);
     assert_eq!(browser.texts("main h2"), ["Version 1"]);
+
+    // The catalog: acme's billing system with an OpenAPI endpoint, then the map.
+    for (path, body) in [
+        (
+            "/api/v1/bus/organisations/acme",
+            json!({"name": "Acme S.p.A.", "kind": "operator",
+                   "contacts": [{"name": "Help desk", "email": "help@acme.example"}]}),
+        ),
+        (
+            "/api/v1/bus/organisations/acme/systems/billing",
+            json!({"name": "Billing", "owner": "Acme IT", "produces": ["it.acme.invoice.Paid"]}),
+        ),
+        (
+            "/api/v1/bus/organisations/acme/systems/billing/endpoints/api",
+            json!({"openapi": "3.0.3", "info": {"title": "Billing API", "version": "2"},
+                   "paths": {"/invoices": {"get": {"operationId": "listInvoices", "summary": "Invoices of a customer"}}}}),
+        ),
+    ] {
+        let r = c
+            .put(format!("{}{path}", server.url))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 201, "{path}: {}", r.text().unwrap_or_default());
+    }
+    browser.open(&format!("{}/bus", server.url));
+    browser.js("document.getElementById('catalog-link').click(); return null;");
+    let mut systems = Vec::new();
+    for _ in 0..40 {
+        systems = browser.texts("section.org tbody th a");
+        if !systems.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(systems, ["Billing"]);
+    browser.js("document.querySelector('section.org tbody th a').click(); return null;");
+    let mut operations = Vec::new();
+    for _ in 0..40 {
+        operations = browser.texts("section.endpoint tbody th");
+        if !operations.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(operations, ["listInvoices"]);
+    assert_eq!(browser.texts("#owner"), ["Acme IT"]);
+    browser.assert_no_console_errors("/bus/catalog/acme/billing");
+    assert_png(&browser.screenshot_as("bus-system"));
+
+    browser.open(&format!("{}/bus/map", server.url));
+    assert_eq!(
+        browser.js("return String(document.querySelectorAll('#ecosystem-map svg rect').length);"),
+        "3"
+    );
+    assert_eq!(
+        browser.texts("#dependencies tbody th"),
+        ["subscription:accounting"]
+    );
+    browser.assert_no_console_errors("/bus/map");
+    assert_png(&browser.screenshot_as("bus-map"));
 }

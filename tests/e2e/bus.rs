@@ -571,3 +571,305 @@ fn kill9_during_deliveries_loses_nothing_and_repeats_only_unconfirmed_events() {
         acked.len() as f64
     );
 }
+
+const MENU: &str = "it.prato.school.menu.Published";
+
+const ANAGRAFE_WSDL: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<definitions name="Anagrafe" targetNamespace="urn:prato:anagrafe"
+    xmlns="http://schemas.xmlsoap.org/wsdl/" xmlns:tns="urn:prato:anagrafe"
+    xmlns:soap="http://schemas.xmlsoap.org/wsdl/soap/">
+  <portType name="AnagrafePort">
+    <operation name="CercaResidente">
+      <input message="tns:CercaResidenteRequest"/><output message="tns:CercaResidenteResponse"/>
+    </operation>
+  </portType>
+  <binding name="B" type="tns:AnagrafePort">
+    <operation name="CercaResidente"><soap:operation soapAction="urn:prato:anagrafe:CercaResidente"/></operation>
+  </binding>
+  <service name="AnagrafeService"><port name="p" binding="tns:B"><soap:address location="http://127.0.0.1:9/anagrafe"/></port></service>
+</definitions>"#;
+
+/// A request with a bearer token; returns the status and the JSON body (Null if none).
+fn call(
+    server: &TestServer,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<(&str, String)>,
+) -> (u16, Value) {
+    let c = client();
+    let url = format!("{}{path}", server.url);
+    let mut req = match method {
+        "GET" => c.get(url),
+        "PUT" => c.put(url),
+        "POST" => c.post(url),
+        "DELETE" => c.delete(url),
+        other => panic!("method {other}"),
+    };
+    if let Some((ct, b)) = body {
+        req = req.header("content-type", ct).body(b);
+    }
+    let r = req.bearer_auth(token).send().expect("request");
+    let status = r.status().as_u16();
+    (status, r.json().unwrap_or(Value::Null))
+}
+
+fn json_body(v: Value) -> Option<(&'static str, String)> {
+    Some(("application/json", v.to_string()))
+}
+
+#[test]
+fn the_catalog_gives_organisations_credentials_and_maps_who_depends_on_whom() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_secure(dir.path(), &[]);
+    let admin = crate::auth::last_line(&crate::auth::token_cmd(
+        dir.path(),
+        &["create", "--role", "bus-operator"],
+    ));
+    // The comune's office and an outside operator (the canteen caterer).
+    let (s, v) = call(
+        &server,
+        "PUT",
+        "/api/v1/bus/organisations/comune",
+        &admin,
+        json_body(json!({"name": "Comune di Prato", "kind": "office", "ipa_code": "c_g999",
+            "contacts": [{"name": "Servizi informativi", "email": "si@comune.prato.it"}]})),
+    );
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["topics"], "bus/comune/#");
+    let (s, v) = call(
+        &server,
+        "PUT",
+        "/api/v1/bus/organisations/mensa",
+        &admin,
+        json_body(json!({"name": "Ristorazione Srl", "kind": "operator",
+            "contacts": [{"name": "Help desk", "phone": "+39 0574 000000"}]})),
+    );
+    assert_eq!(s, 201, "{v}");
+    let (s, v) = call(
+        &server,
+        "PUT",
+        "/api/v1/bus/organisations/bad",
+        &admin,
+        json_body(json!({"name": "X", "contacts": [{"name": "Y", "email": "nope"}]})),
+    );
+    assert_eq!(s, 400);
+    assert!(v["error"].as_str().unwrap().contains("not an e-mail address"), "{v}");
+
+    // The caterer's own credentials.
+    let (s, v) = call(
+        &server,
+        "POST",
+        "/api/v1/bus/organisations/mensa/tokens",
+        &admin,
+        json_body(json!({"label": "caterer gateway", "expires": "365d"})),
+    );
+    assert_eq!(s, 201, "{v}");
+    let member = v["token"].as_str().unwrap().to_string();
+    assert_eq!(v["info"]["org"], "mensa");
+    assert_eq!(v["info"]["role"], "bus-member");
+    assert_eq!(v["info"]["topics"], json!(["bus/mensa/#"]));
+    let (s, _) = call(&server, "POST", "/api/v1/bus/organisations/nobody/tokens", &admin, None);
+    assert_eq!(s, 404);
+
+    // It describes its system (not the comune's), and may not create organisations.
+    let (s, v) = call(
+        &server,
+        "PUT",
+        "/api/v1/bus/organisations/mensa/systems/menu",
+        &member,
+        json_body(json!({"name": "Menu planner", "owner": "Dietista", "produces": [MENU]})),
+    );
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["source"], "/mensa/menu");
+    let (s, v) = call(
+        &server,
+        "PUT",
+        "/api/v1/bus/organisations/comune/systems/portal",
+        &member,
+        json_body(json!({"name": "x", "owner": "y"})),
+    );
+    assert_eq!(s, 403, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("acts for organisation mensa"), "{v}");
+    let (s, _) = call(
+        &server,
+        "PUT",
+        "/api/v1/bus/organisations/other",
+        &member,
+        json_body(json!({"name": "Other"})),
+    );
+    assert_eq!(s, 403);
+    // The comune's portal needs the menus.
+    let (s, v) = call(
+        &server,
+        "PUT",
+        "/api/v1/bus/organisations/comune/systems/portal",
+        &admin,
+        json_body(json!({"name": "Portale genitori", "owner": "Ufficio scuola", "consumes": [MENU]})),
+    );
+    assert_eq!(s, 201, "{v}");
+
+    // Its endpoint, described by WSDL: stored, read, served back as given.
+    let path = "/api/v1/bus/organisations/mensa/systems/menu/endpoints/soap";
+    let (s, v) = call(&server, "PUT", path, &member, Some(("application/wsdl+xml", ANAGRAFE_WSDL.into())));
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["standard"], "WSDL 1.1");
+    assert_eq!(v["url"], "http://127.0.0.1:9/anagrafe");
+    assert_eq!(v["operations"][0]["name"], "CercaResidente");
+    assert_eq!(v["operations"][0]["soap_action"], "urn:prato:anagrafe:CercaResidente");
+    let r = client()
+        .get(format!("{}{path}/document", server.url))
+        .bearer_auth(&member)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("application/wsdl+xml"));
+    assert_eq!(r.text().unwrap(), ANAGRAFE_WSDL);
+    let (s, v) = call(&server, "PUT", path, &member, Some(("text/plain", "hello".into())));
+    assert_eq!(s, 400);
+    assert!(v["error"].as_str().unwrap().contains("neither JSON, YAML nor XML"), "{v}");
+
+    // Schemas: the member registers the type its system produces, no other.
+    let (s, v) = call(
+        &server,
+        "POST",
+        &format!("/api/v1/bus/schemas/{MENU}"),
+        &member,
+        json_body(json!({"type": "object", "properties": {"day": {"type": "string"}}, "required": ["day"]})),
+    );
+    assert_eq!(s, 201, "{v}");
+    let (s, v) = call(
+        &server,
+        "POST",
+        "/api/v1/bus/schemas/it.prato.anagrafe.Changed",
+        &member,
+        json_body(json!({"type": "object"})),
+    );
+    assert_eq!(s, 403, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("produces it.prato.anagrafe.Changed"), "{v}");
+
+    // It publishes in its own namespace only.
+    let menu = |id: &str, source: &str| {
+        Some((
+            "application/cloudevents+json",
+            json!({"specversion": "1.0", "id": id, "source": source, "type": MENU,
+                   "data": {"day": "2026-11-27"}})
+            .to_string(),
+        ))
+    };
+    let (s, v) = call(&server, "POST", "/api/v1/bus/events", &member, menu("m-1", "/mensa/menu"));
+    assert_eq!(s, 201, "{v}");
+    let (s, v) = call(&server, "POST", "/api/v1/bus/events", &member, menu("m-2", "/comune/portal"));
+    assert_eq!(s, 403, "{v}");
+
+    // Subscriptions: the comune's portal receives the menus; the caterer's token does not
+    // see or touch the comune's subscription, and its own ones are its organisation's.
+    let mut sub = subscription("portal-menus", "http://127.0.0.1:9/hook");
+    sub["owner"] = json!("comune");
+    sub["system"] = json!("portal");
+    sub["filter"] = json!({"types": ["it.prato.school.*"]});
+    sub["transform"] = Value::Null;
+    sub["paused"] = json!(true);
+    let (s, v) = call(&server, "POST", "/api/v1/bus/subscriptions", &admin, json_body(sub.clone()));
+    assert_eq!(s, 201, "{v}");
+    let mut ghost = sub.clone();
+    ghost["name"] = json!("ghost");
+    ghost["system"] = json!("nope");
+    let (s, v) = call(&server, "POST", "/api/v1/bus/subscriptions", &admin, json_body(ghost));
+    assert_eq!(s, 404, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("has no system nope"), "{v}");
+    let (s, v) = call(&server, "GET", "/api/v1/bus/subscriptions/portal-menus", &member, None);
+    assert_eq!(s, 403, "{v}");
+    let mut own = subscription("mensa-echo", "http://127.0.0.1:9/hook");
+    own["transform"] = Value::Null;
+    own["paused"] = json!(true);
+    let (s, v) = call(&server, "POST", "/api/v1/bus/subscriptions", &member, json_body(own.clone()));
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["spec"]["owner"], "mensa");
+    own["name"] = json!("stolen");
+    own["owner"] = json!("comune");
+    let (s, _) = call(&server, "POST", "/api/v1/bus/subscriptions", &member, json_body(own));
+    assert_eq!(s, 403);
+    let (s, v) = call(&server, "GET", "/api/v1/bus/subscriptions", &member, None);
+    assert_eq!(s, 200);
+    let names: Vec<&str> = v["subscriptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["spec"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["mensa-echo"]);
+
+    // The map: the portal depends on the menu planner through its subscription.
+    let (s, map) = call(&server, "GET", "/api/v1/bus/map", &member, None);
+    assert_eq!(s, 200, "{map}");
+    let dep = map["dependencies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["consumer"] == "comune/portal")
+        .cloned()
+        .unwrap_or(Value::Null);
+    assert_eq!(dep["producer"], "mensa/menu", "{map}");
+    assert_eq!(dep["event_types"], json!([MENU]));
+    assert_eq!(dep["subscriptions"], json!(["portal-menus"]));
+    let produced = map["produces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["system"] == "mensa/menu")
+        .cloned()
+        .unwrap();
+    assert_eq!((produced["declared"].clone(), produced["events"].clone()), (json!(true), json!(1)));
+    let (s, _) = call(&server, "GET", "/api/v1/bus/map?days=0", &member, None);
+    assert_eq!(s, 400);
+
+    // The pages.
+    let page = |path: &str| {
+        let r = client()
+            .get(format!("{}{path}", server.url))
+            .bearer_auth(&member)
+            .send()
+            .unwrap();
+        (r.status().as_u16(), r.text().unwrap())
+    };
+    let (s, html) = page("/bus/catalog");
+    assert_eq!(s, 200);
+    assert!(html.contains("Ristorazione Srl") && html.contains("Portale genitori"), "{html}");
+    let (s, html) = page("/bus/catalog/mensa/menu");
+    assert_eq!(s, 200);
+    assert!(html.contains("CercaResidente") && html.contains("SOAPAction urn:prato:anagrafe:CercaResidente"), "{html}");
+    assert_eq!(page("/bus/catalog/mensa/nope").0, 404);
+    let (s, html) = page("/bus/map");
+    assert_eq!(s, 200);
+    assert!(html.contains("<svg") && html.contains("portal-menus"), "{html}");
+    let (s, svg) = page("/bus/map.svg");
+    assert_eq!(s, 200);
+    assert!(svg.contains("mensa/menu produces it.prato.school.menu.Published (1 events in the log)"), "{svg}");
+
+    // The catalog survives a restart.
+    drop(server);
+    let server = TestServer::start_secure(dir.path(), &[]);
+    let (s, v) = call(&server, "GET", "/api/v1/bus/catalog", &member, None);
+    assert_eq!(s, 200, "{v}");
+    let orgs: Vec<&str> = v["organisations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(orgs, ["comune", "mensa"]);
+    assert_eq!(v["organisations"][1]["systems"][0]["endpoints"][0]["operations"][0]["name"], "CercaResidente");
+
+    // Removing: not while in use; the organisation's tokens die with it.
+    let (s, v) = call(&server, "DELETE", "/api/v1/bus/organisations/mensa", &admin, None);
+    assert_eq!(s, 409, "{v}");
+    let (s, _) = call(&server, "DELETE", "/api/v1/bus/subscriptions/mensa-echo", &member, None);
+    assert_eq!(s, 204);
+    let (s, _) = call(&server, "DELETE", "/api/v1/bus/organisations/mensa/systems/menu", &member, None);
+    assert_eq!(s, 204);
+    let (s, v) = call(&server, "DELETE", "/api/v1/bus/organisations/mensa", &admin, None);
+    assert_eq!(s, 204, "{v}");
+    let (s, _) = call(&server, "GET", "/api/v1/bus/catalog", &member, None);
+    assert_eq!(s, 401);
+}

@@ -260,6 +260,9 @@ pub(crate) struct TokenView {
     /// The person it is for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
+    /// The organisation of the bus it acts for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub org: Option<String>,
     /// Note.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
@@ -290,6 +293,7 @@ impl From<civiclake_auth::TokenInfo> for TokenView {
             tables: t.tables,
             topics: t.topics,
             subject: t.subject,
+            org: t.org,
             label: t.label,
             created: rfc3339(t.created_at),
             expires: t.expires_at.map(rfc3339),
@@ -320,6 +324,9 @@ pub(crate) struct CreateToken {
     /// The person it is for.
     #[serde(default)]
     pub subject: Option<String>,
+    /// The organisation of the bus it acts for (bus-member tokens).
+    #[serde(default)]
+    pub org: Option<String>,
 }
 
 /// A token just made.
@@ -376,6 +383,7 @@ pub(crate) async fn create_token(
             expires_in,
             label: body.label,
             subject: body.subject,
+            org: body.org,
         })
         .map_err(auth_error)?;
     tracing::info!(id = %new.info.id, role = %new.info.role, by = ?caller.0.token_id, "token created");
@@ -426,6 +434,9 @@ pub(crate) struct RoleView {
     /// Whether its tokens must name their tables.
     #[serde(default)]
     pub requires_tables: bool,
+    /// Whether its tokens must name their organisation on the bus.
+    #[serde(default)]
+    pub requires_org: bool,
 }
 
 impl From<Role> for RoleView {
@@ -438,6 +449,7 @@ impl From<Role> for RoleView {
             topics: r.topics,
             mask: r.mask,
             requires_tables: r.requires_tables,
+            requires_org: r.requires_org,
         }
     }
 }
@@ -493,6 +505,7 @@ pub(crate) async fn put_role(
         topics: body.topics,
         mask: body.mask,
         requires_tables: body.requires_tables,
+        requires_org: body.requires_org,
     };
     state
         .auth

@@ -14,7 +14,8 @@ use axum::response::{IntoResponse, Response};
 use civiclake_auth::{Permission, Principal};
 use civiclake_bus::schema::Compatibility;
 use civiclake_bus::subscription::SubscriptionSpec;
-use civiclake_bus::{Bus, BusError, ReplayFrom};
+use civiclake_bus::catalog::source_topic;
+use civiclake_bus::{Bus, BusError, ReplayFrom, SubscriptionStatus};
 use civiclake_core::{CloudEvent, ErrorClass};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -49,15 +50,64 @@ pub(crate) fn actor(p: &Principal) -> String {
     }
 }
 
-/// The topic of an event published over HTTP: `bus` + its source, which on this bus is a
-/// path `/<organisation>/<system>/...`.
-fn topic_of(source: &str) -> Option<String> {
-    let path = source.strip_prefix('/')?.trim_end_matches('/');
-    let ok = !path.is_empty()
-        && path
-            .split('/')
-            .all(|s| !s.is_empty() && !s.contains(['+', '#']) && !s.chars().any(char::is_control));
-    ok.then(|| format!("bus/{path}"))
+/// Whose subscriptions `p` manages: every one (`None`, bus administrators) or those owned by
+/// its organisation (bus members).
+pub(crate) fn manager_of(p: &Principal) -> Result<Option<&str>, ApiError> {
+    if p.can(Permission::BusAdmin) {
+        return Ok(None);
+    }
+    match (&p.org, p.can(Permission::BusMember)) {
+        (Some(org), true) => Ok(Some(org)),
+        _ => Err(ApiError::forbidden(format!(
+            "role {} lacks the 'bus-admin' or 'bus-member' permission",
+            p.role
+        ))),
+    }
+}
+
+/// Subscription `name`, if `p` manages it.
+async fn managed(bus: &Bus, p: &Principal, name: &str) -> Result<SubscriptionStatus, ApiError> {
+    let org = manager_of(p)?;
+    let status = bus.subscription(name).await?;
+    match org {
+        Some(org) if status.spec.owner.as_deref() != Some(org) => Err(ApiError::forbidden(
+            format!("subscription {name} does not belong to organisation {org}"),
+        )),
+        _ => Ok(status),
+    }
+}
+
+/// A member's subscription is its organisation's: an unowned one is given to it, another
+/// organisation's is refused.
+fn own_spec(p: &Principal, spec: &mut SubscriptionSpec) -> Result<(), ApiError> {
+    let Some(org) = manager_of(p)? else {
+        return Ok(());
+    };
+    match &spec.owner {
+        None => spec.owner = Some(org.to_string()),
+        Some(o) if o == org => {}
+        Some(o) => {
+            return Err(ApiError::forbidden(format!(
+                "this token acts for organisation {org}, not {o}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Bus administrators define any type's schema; a member the types its organisation's
+/// systems produce (as the catalog says).
+fn may_define_type(p: &Principal, bus: &Bus, event_type: &str) -> Result<(), ApiError> {
+    let Some(org) = manager_of(p)? else {
+        return Ok(());
+    };
+    if bus.with_catalog(|c| c.org_produces(org, event_type)) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(format!(
+            "no system of organisation {org} produces {event_type} in the catalog: list it in a system's produces first"
+        )))
+    }
 }
 
 /// Checks that `caller` may publish `event` (admins may publish any source).
@@ -65,7 +115,7 @@ fn check_source(p: &Principal, index: usize, event: &CloudEvent) -> Result<(), A
     if p.is_admin() {
         return Ok(());
     }
-    let Some(topic) = topic_of(&event.source) else {
+    let Some(topic) = source_topic(&event.source) else {
         return Err(ApiError::bad_request(format!(
             "event {index} ({}): source {:?}: on this bus a source is a path /<organisation>/<system>[/...]",
             event.id, event.source
@@ -234,7 +284,7 @@ pub(crate) async fn list_schemas(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require_any(&[Permission::BusAdmin, Permission::Publish])?;
+    caller.require_any(&[Permission::BusAdmin, Permission::BusMember, Permission::Publish])?;
     let bus = bus(&state)?;
     let types = bus.with_registry(|r| {
         r.types()
@@ -268,8 +318,8 @@ pub(crate) async fn register_schema(
     Path(event_type): Path<String>,
     body: Result<Json<Value>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    caller.require(Permission::BusAdmin)?;
     let bus = bus(&state)?;
+    may_define_type(&caller.0, bus, &event_type)?;
     let Json(schema) = body.map_err(|e| ApiError::bad_request(format!("the schema: {e}")))?;
     let r = bus
         .register_schema(&actor(&caller.0), &event_type, schema)
@@ -296,7 +346,7 @@ pub(crate) async fn get_schema(
     caller: Caller,
     Path(event_type): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require_any(&[Permission::BusAdmin, Permission::Publish])?;
+    caller.require_any(&[Permission::BusAdmin, Permission::BusMember, Permission::Publish])?;
     let bus = bus(&state)?;
     bus.with_registry(|r| {
         let versions = r.versions(&event_type).ok_or_else(|| {
@@ -337,8 +387,8 @@ pub(crate) async fn set_compatibility(
     Path(event_type): Path<String>,
     body: Result<Json<CompatibilityBody>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Permission::BusAdmin)?;
     let bus = bus(&state)?;
+    may_define_type(&caller.0, bus, &event_type)?;
     let Json(body) = body.map_err(|e| ApiError::bad_request(e.to_string()))?;
     let mode: Compatibility =
         body.compatibility
@@ -367,8 +417,13 @@ pub(crate) async fn list_subscriptions(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Permission::BusAdmin)?;
-    let subs = bus(&state)?.subscriptions().await;
+    let org = manager_of(&caller.0)?;
+    let subs: Vec<SubscriptionStatus> = bus(&state)?
+        .subscriptions()
+        .await
+        .into_iter()
+        .filter(|s| org.is_none_or(|o| s.spec.owner.as_deref() == Some(o)))
+        .collect();
     Ok(Json(json!({ "subscriptions": subs })))
 }
 
@@ -384,9 +439,10 @@ pub(crate) async fn create_subscription(
     Query(options): Query<CreateOptions>,
     body: Result<Json<SubscriptionSpec>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    caller.require(Permission::BusAdmin)?;
     let bus = bus(&state)?;
-    let Json(spec) = body.map_err(|e| ApiError::bad_request(format!("the subscription: {e}")))?;
+    let Json(mut spec) =
+        body.map_err(|e| ApiError::bad_request(format!("the subscription: {e}")))?;
+    own_spec(&caller.0, &mut spec)?;
     let from_beginning = match options.from.as_deref() {
         None | Some("now") => false,
         Some("beginning") => true,
@@ -411,8 +467,7 @@ pub(crate) async fn get_subscription(
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Permission::BusAdmin)?;
-    Ok(Json(json!(bus(&state)?.subscription(&name).await?)))
+    Ok(Json(json!(managed(bus(&state)?, &caller.0, &name).await?)))
 }
 
 /// Replaces a subscription (it keeps its cursor).
@@ -427,9 +482,11 @@ pub(crate) async fn put_subscription(
     Path(name): Path<String>,
     body: Result<Json<SubscriptionSpec>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Permission::BusAdmin)?;
     let bus = bus(&state)?;
-    let Json(spec) = body.map_err(|e| ApiError::bad_request(format!("the subscription: {e}")))?;
+    let Json(mut spec) =
+        body.map_err(|e| ApiError::bad_request(format!("the subscription: {e}")))?;
+    managed(bus, &caller.0, &name).await?;
+    own_spec(&caller.0, &mut spec)?;
     if spec.name != name {
         return Err(ApiError::bad_request(format!(
             "the body names subscription {:?}, the URL {name:?}",
@@ -450,10 +507,9 @@ pub(crate) async fn delete_subscription(
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    caller.require(Permission::BusAdmin)?;
-    bus(&state)?
-        .delete_subscription(&actor(&caller.0), &name)
-        .await?;
+    let bus = bus(&state)?;
+    managed(bus, &caller.0, &name).await?;
+    bus.delete_subscription(&actor(&caller.0), &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -481,8 +537,8 @@ pub(crate) async fn replay(
     Path(name): Path<String>,
     body: Result<Json<ReplayBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    caller.require(Permission::BusAdmin)?;
     let bus = bus(&state)?;
+    managed(bus, &caller.0, &name).await?;
     let Json(body) = body.map_err(|e| ApiError::bad_request(e.to_string()))?;
     let from = match (body.seq, body.event_id, body.time) {
         (Some(s), None, None) => ReplayFrom::Seq(s),
@@ -519,8 +575,7 @@ async fn listing(
     key: &str,
     sql_of: fn(&str, u32) -> String,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Permission::BusAdmin)?;
-    bus(state)?.subscription(name).await?;
+    managed(bus(state)?, &caller.0, name).await?;
     let limit = options.limit.unwrap_or(100).clamp(1, 1000);
     let result = state.engine.sql(&sql_of(name, limit)).await?;
     let body = encode(&result.schema, &result.batches, OutputFormat::Json)
@@ -562,8 +617,9 @@ pub(crate) async fn redeliver(
     caller: Caller,
     Path((name, seq)): Path<(String, i64)>,
 ) -> Result<Response, ApiError> {
-    caller.require(Permission::BusAdmin)?;
-    let replay = bus(&state)?.redeliver(&name, seq).await?;
+    let bus = bus(&state)?;
+    managed(bus, &caller.0, &name).await?;
+    let replay = bus.redeliver(&name, seq).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({"replay": replay}))).into_response())
 }
 
@@ -591,19 +647,6 @@ pub(crate) async fn deliveries(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sources_map_to_topics() {
-        assert_eq!(
-            topic_of("/acme/billing").as_deref(),
-            Some("bus/acme/billing")
-        );
-        assert_eq!(topic_of("/acme/").as_deref(), Some("bus/acme"));
-        assert_eq!(topic_of("https://acme.example/x"), None);
-        assert_eq!(topic_of("/a//b"), None);
-        assert_eq!(topic_of("/a/#"), None);
-        assert_eq!(topic_of("/"), None);
-    }
 
     #[test]
     fn binary_mode_headers_make_an_event() {

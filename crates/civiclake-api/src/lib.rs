@@ -8,6 +8,7 @@
 
 pub mod auth;
 mod bus;
+mod bus_catalog;
 mod error;
 mod metrics;
 mod ops;
@@ -110,6 +111,29 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(bus::dead_letters))
         .routes(routes!(bus::redeliver))
         .routes(routes!(bus::deliveries))
+        .routes(routes!(bus_catalog::catalog))
+        .routes(routes!(
+            bus_catalog::get_organisation,
+            bus_catalog::put_organisation,
+            bus_catalog::delete_organisation
+        ))
+        .routes(routes!(
+            bus_catalog::create_org_token,
+            bus_catalog::list_org_tokens
+        ))
+        .routes(routes!(bus_catalog::revoke_org_token))
+        .routes(routes!(
+            bus_catalog::get_system,
+            bus_catalog::put_system,
+            bus_catalog::delete_system
+        ))
+        .routes(routes!(
+            bus_catalog::get_endpoint,
+            bus_catalog::put_endpoint,
+            bus_catalog::delete_endpoint
+        ))
+        .routes(routes!(bus_catalog::get_endpoint_document))
+        .routes(routes!(bus_catalog::map))
 }
 
 /// The router and its OpenAPI document.

@@ -119,6 +119,7 @@ impl AuthStore {
             expires_in: Some(Duration::from_secs(p.d)),
             label: Some("signed link".into()),
             subject: Some(p.s),
+            org: None,
         })
     }
 }

@@ -41,11 +41,14 @@ pub enum Permission {
     Citizen,
     /// Run the interoperability bus: catalog, schemas, subscriptions, replays, dead letters.
     BusAdmin,
+    /// Act on the bus for one organisation (`org` of the token): describe its systems and
+    /// endpoints, register the schemas of the types they produce, run its subscriptions.
+    BusMember,
 }
 
 impl Permission {
     /// Every permission, in order.
-    pub const ALL: [Permission; 15] = [
+    pub const ALL: [Permission; 16] = [
         Permission::Admin,
         Permission::Query,
         Permission::Write,
@@ -61,6 +64,7 @@ impl Permission {
         Permission::Guardian,
         Permission::Citizen,
         Permission::BusAdmin,
+        Permission::BusMember,
     ];
 
     /// The kebab-case name used in files and the API.
@@ -81,6 +85,7 @@ impl Permission {
             Permission::Guardian => "guardian",
             Permission::Citizen => "citizen",
             Permission::BusAdmin => "bus-admin",
+            Permission::BusMember => "bus-member",
         }
     }
 }
@@ -114,6 +119,9 @@ pub struct Role {
     /// Whether a token of this role must name its tables (`--tables`).
     #[serde(default)]
     pub requires_tables: bool,
+    /// Whether a token of this role must name its organisation on the bus (`--org`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub requires_org: bool,
 }
 
 impl Role {
@@ -134,7 +142,13 @@ impl Role {
             topics: topics.iter().map(|s| s.to_string()).collect(),
             mask: mask.iter().map(|s| s.to_string()).collect(),
             requires_tables,
+            requires_org: false,
         }
+    }
+
+    fn requiring_org(mut self) -> Self {
+        self.requires_org = true;
+        self
     }
 
     /// Checks the role's fields.
@@ -322,6 +336,16 @@ pub fn shipped_roles() -> Vec<Role> {
             false,
         ),
         Role::shipped(
+            "bus-member",
+            "An organisation on the bus (the token names it): publishes under bus/<organisation>/#, describes its systems and endpoints, registers the schemas of the types they produce, runs its own subscriptions",
+            &[BusMember, Publish],
+            &[],
+            &[],
+            &[],
+            false,
+        )
+        .requiring_org(),
+        Role::shipped(
             "public",
             "Anyone: read-only open data",
             &[Query, Dashboards],
@@ -350,6 +374,8 @@ pub struct Principal {
     pub mask: Vec<String>,
     /// The person the token is for (a fiscal code), for guardian and citizen tokens.
     pub subject: Option<String>,
+    /// The organisation of the bus the token acts for (bus-member tokens).
+    pub org: Option<String>,
 }
 
 impl Principal {
@@ -369,6 +395,7 @@ impl Principal {
             topics: vec!["#".into()],
             mask: Vec::new(),
             subject: None,
+            org: None,
         }
     }
 
@@ -379,6 +406,7 @@ impl Principal {
         tables: Option<&[String]>,
         topics: Option<&[String]>,
         subject: Option<String>,
+        org: Option<String>,
     ) -> Self {
         Self {
             token_id,
@@ -388,6 +416,7 @@ impl Principal {
             topics: topics.map_or_else(|| role.topics.clone(), <[String]>::to_vec),
             mask: role.mask.clone(),
             subject,
+            org,
         }
     }
 
@@ -526,7 +555,7 @@ mod tests {
         let roles = shipped_roles();
         let names: BTreeSet<_> = roles.iter().map(|r| r.name.clone()).collect();
         assert_eq!(names.len(), roles.len());
-        assert_eq!(roles.len(), 16);
+        assert_eq!(roles.len(), 17);
         for r in &roles {
             r.validate().expect("valid");
         }
@@ -556,7 +585,7 @@ mod tests {
     fn principals_reach_what_their_grants_say() {
         let roles = shipped_roles();
         let analyst = roles.iter().find(|r| r.name == "analyst").expect("analyst");
-        let narrowed = Principal::of_role(analyst, None, Some(&["air_*".into()]), None, None);
+        let narrowed = Principal::of_role(analyst, None, Some(&["air_*".into()]), None, None, None);
         assert!(narrowed.reaches_table("air_quality"));
         assert!(!narrowed.reaches_table("noise"));
         assert!(!narrowed.reaches_table("_checkpoints"));
@@ -568,7 +597,7 @@ mod tests {
         assert!(admin.reaches_table("_checkpoints"));
         assert!(admin.can(Permission::Guardian));
         let gateway = roles.iter().find(|r| r.name == "gateway").expect("gateway");
-        let g = Principal::of_role(gateway, None, Some(&["air".into()]), None, None);
+        let g = Principal::of_role(gateway, None, Some(&["air".into()]), None, None, None);
         assert!(g.may_publish("ingest/air/s1"));
         assert!(!g.may_publish("bus/council/x"));
     }

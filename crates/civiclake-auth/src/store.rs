@@ -42,6 +42,9 @@ pub struct TokenInfo {
     /// The person it is for (fiscal code), for guardian and citizen tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
+    /// The organisation of the bus it acts for (bus-member tokens).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org: Option<String>,
     /// A note for people (who or what holds it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
@@ -106,6 +109,8 @@ pub struct TokenRequest {
     pub label: Option<String>,
     /// The person it is for.
     pub subject: Option<String>,
+    /// The organisation of the bus it acts for.
+    pub org: Option<String>,
 }
 
 /// A token just made: the secret (shown once) and its record.
@@ -124,6 +129,15 @@ pub struct AuthStore {
     cache: RwLock<Cached>,
     checked: Mutex<Instant>,
     used: Mutex<HashMap<String, i64>>,
+}
+
+/// Whether `org` is a usable organisation name (the bus's rule for names).
+fn valid_org(org: &str) -> bool {
+    org.len() <= 64
+        && org.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && org
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 pub(crate) fn now_secs() -> i64 {
@@ -288,6 +302,20 @@ impl AuthStore {
                 role.name
             )));
         }
+        match (&request.org, role.requires_org) {
+            (None, true) => {
+                return Err(AuthError::Invalid(format!(
+                    "a {} token must name its organisation (--org NAME)",
+                    role.name
+                )));
+            }
+            (Some(org), _) if !valid_org(org) => {
+                return Err(AuthError::Invalid(format!(
+                    "organisation {org:?}: use 1-64 letters, digits, '-' and '_', starting with a letter or digit"
+                )));
+            }
+            _ => {}
+        }
         for g in request
             .tables
             .iter()
@@ -310,6 +338,7 @@ impl AuthStore {
             tables: request.tables,
             topics: request.topics,
             subject: request.subject,
+            org: request.org,
             label: request.label,
             created_at: now,
             expires_at,
@@ -407,6 +436,7 @@ impl AuthStore {
             stored.info.tables.as_deref(),
             stored.info.topics.as_deref(),
             stored.info.subject.clone(),
+            stored.info.org.clone(),
         ))
     }
 
@@ -645,6 +675,7 @@ mod tests {
             topics: vec![],
             mask: vec![],
             requires_tables: false,
+            requires_org: false,
         };
         store.put_role(monitor).expect("new role");
         let t = store
@@ -656,9 +687,44 @@ mod tests {
         let p = store.authenticate(&t.token).expect("auth");
         assert!(p.reaches_table("bikes"));
         assert!(!p.reaches_table("air"));
-        assert_eq!(store.roles().len(), 17);
+        assert_eq!(store.roles().len(), 18);
         let mut admin = store.role("admin").expect("admin");
         admin.permissions.remove(&Permission::Admin);
         assert!(store.put_role(admin).is_err());
+    }
+
+    #[test]
+    fn a_bus_member_token_names_its_organisation() {
+        let (_dir, store) = store();
+        assert!(matches!(
+            store.create_token(TokenRequest {
+                role: "bus-member".into(),
+                ..Default::default()
+            }),
+            Err(AuthError::Invalid(m)) if m.contains("--org")
+        ));
+        assert!(matches!(
+            store.create_token(TokenRequest {
+                role: "bus-member".into(),
+                org: Some("a b".into()),
+                ..Default::default()
+            }),
+            Err(AuthError::Invalid(m)) if m.contains("organisation \"a b\"")
+        ));
+        let t = store
+            .create_token(TokenRequest {
+                role: "bus-member".into(),
+                org: Some("gestore-mensa".into()),
+                topics: Some(vec!["bus/gestore-mensa/#".into()]),
+                ..Default::default()
+            })
+            .expect("create");
+        assert_eq!(t.info.org.as_deref(), Some("gestore-mensa"));
+        let p = store.authenticate(&t.token).expect("auth");
+        assert_eq!(p.org.as_deref(), Some("gestore-mensa"));
+        assert!(p.can(Permission::BusMember));
+        assert!(p.may_publish("bus/gestore-mensa/menu"));
+        assert!(!p.may_publish("bus/comune-prato/anagrafe"));
+        assert!(!p.can(Permission::BusAdmin));
     }
 }

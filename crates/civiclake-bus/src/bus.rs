@@ -22,6 +22,8 @@
 use crate::audit::{
     self, DEAD_LETTERS_TABLE, DELIVERIES_TABLE, DeadLetter, DeliveryRecord, Status, sql_string,
 };
+use crate::catalog::{Catalog, CatalogError, Endpoint, Organisation, System};
+use crate::ecosystem::{EcosystemMap, Observed};
 use crate::log::{self, EVENTS_TABLE, LOG_COLUMNS, LoggedEvent};
 use crate::schema::{Compatibility, SchemaError, SchemaRegistry};
 use crate::subscription::SubscriptionSpec;
@@ -94,6 +96,9 @@ pub enum BusError {
         /// What is wrong.
         source: Box<BusError>,
     },
+    /// A catalog problem: bad input (400), not found (404), still in use (409).
+    #[error("{0}")]
+    Catalog(#[from] CatalogError),
     /// Bad input.
     #[error("{0}")]
     Invalid(String),
@@ -117,6 +122,7 @@ impl BusError {
         match self {
             BusError::Schema(e) => e.http_status(),
             BusError::Event { source, .. } => source.http_status(),
+            BusError::Catalog(e) => e.http_status(),
             BusError::Invalid(_) => 400,
             BusError::NotFound(_) => 404,
             BusError::Conflict(_) => 409,
@@ -211,6 +217,27 @@ enum CatalogEvent {
         from_seq: i64,
         replay: String,
     },
+    OrganisationSaved {
+        org: Organisation,
+    },
+    OrganisationDeleted {
+        id: String,
+    },
+    SystemSaved {
+        system: System,
+    },
+    SystemDeleted {
+        org: String,
+        id: String,
+    },
+    EndpointSaved {
+        endpoint: Box<Endpoint>,
+    },
+    EndpointDeleted {
+        org: String,
+        system: String,
+        id: String,
+    },
 }
 
 impl CatalogEvent {
@@ -222,6 +249,12 @@ impl CatalogEvent {
             CatalogEvent::SubscriptionUpdated { .. } => "SubscriptionUpdated",
             CatalogEvent::SubscriptionDeleted { .. } => "SubscriptionDeleted",
             CatalogEvent::SubscriptionReplayed { .. } => "SubscriptionReplayed",
+            CatalogEvent::OrganisationSaved { .. } => "OrganisationSaved",
+            CatalogEvent::OrganisationDeleted { .. } => "OrganisationDeleted",
+            CatalogEvent::SystemSaved { .. } => "SystemSaved",
+            CatalogEvent::SystemDeleted { .. } => "SystemDeleted",
+            CatalogEvent::EndpointSaved { .. } => "EndpointSaved",
+            CatalogEvent::EndpointDeleted { .. } => "EndpointDeleted",
         }
     }
 
@@ -233,6 +266,17 @@ impl CatalogEvent {
             | CatalogEvent::SubscriptionUpdated { spec } => format!("subscription-{}", spec.name),
             CatalogEvent::SubscriptionDeleted { name }
             | CatalogEvent::SubscriptionReplayed { name, .. } => format!("subscription-{name}"),
+            CatalogEvent::OrganisationSaved { org } => format!("org-{}", org.id),
+            CatalogEvent::OrganisationDeleted { id } => format!("org-{id}"),
+            CatalogEvent::SystemSaved { system } => format!("system-{}/{}", system.org, system.id),
+            CatalogEvent::SystemDeleted { org, id } => format!("system-{org}/{id}"),
+            CatalogEvent::EndpointSaved { endpoint } => format!(
+                "endpoint-{}/{}/{}",
+                endpoint.org, endpoint.system, endpoint.id
+            ),
+            CatalogEvent::EndpointDeleted { org, system, id } => {
+                format!("endpoint-{org}/{system}/{id}")
+            }
         }
     }
 }
@@ -345,6 +389,10 @@ struct Inner {
     catalog: Arc<dyn Platform>,
     settings: BusSettings,
     registry: RwLock<SchemaRegistry>,
+    /// The service catalog (read by anyone; changed under `catalog_writes`).
+    catalog_data: RwLock<Catalog>,
+    /// Serialises the catalog's check, record and apply steps.
+    catalog_writes: tokio::sync::Mutex<()>,
     subscriptions: tokio::sync::Mutex<BTreeMap<String, SubscriptionState>>,
     log_tx: mpsc::Sender<LogRequest>,
     recent: RwLock<Recent>,
@@ -529,6 +577,8 @@ impl Bus {
             catalog,
             settings,
             registry: RwLock::new(SchemaRegistry::default()),
+            catalog_data: RwLock::new(Catalog::default()),
+            catalog_writes: tokio::sync::Mutex::new(()),
             subscriptions: tokio::sync::Mutex::new(BTreeMap::new()),
             log_tx,
             recent: RwLock::new(Recent::default()),
@@ -589,6 +639,7 @@ impl Bus {
             .map_err(|e| BusError::Unavailable(format!("reading {table}: {e}")))?;
         let mut subs = BTreeMap::new();
         let mut registry = SchemaRegistry::default();
+        let mut catalog = Catalog::default();
         for batch in &answer.batches {
             let col = cast(batch.column(0), &DataType::Utf8)
                 .map_err(|e| BusError::Unavailable(e.to_string()))?;
@@ -628,10 +679,27 @@ impl Bus {
                         subs.remove(&name);
                     }
                     CatalogEvent::SubscriptionReplayed { .. } => {}
+                    CatalogEvent::OrganisationSaved { org } => {
+                        catalog.put_organisation(org);
+                    }
+                    CatalogEvent::OrganisationDeleted { id } => catalog.delete_organisation(&id),
+                    CatalogEvent::SystemSaved { system } => {
+                        catalog.put_system(system);
+                    }
+                    CatalogEvent::SystemDeleted { org, id } => {
+                        let _ = catalog.delete_system(&org, &id);
+                    }
+                    CatalogEvent::EndpointSaved { endpoint } => {
+                        catalog.put_endpoint(*endpoint);
+                    }
+                    CatalogEvent::EndpointDeleted { org, system, id } => {
+                        let _ = catalog.delete_endpoint(&org, &system, &id);
+                    }
                 }
             }
         }
         *self.inner.registry.write() = registry;
+        *self.inner.catalog_data.write() = catalog;
         Ok(subs)
     }
 
@@ -717,6 +785,202 @@ impl Bus {
         f(&self.inner.registry.read())
     }
 
+    // ---- catalog ---------------------------------------------------------------------------
+
+    /// Runs `f` over the service catalog.
+    pub fn with_catalog<T>(&self, f: impl FnOnce(&Catalog) -> T) -> T {
+        f(&self.inner.catalog_data.read())
+    }
+
+    /// Adds or replaces organisation `id`; true when it is new.
+    pub async fn put_organisation(
+        &self,
+        actor: &str,
+        id: &str,
+        mut org: Organisation,
+    ) -> Result<bool, BusError> {
+        let _w = self.inner.catalog_writes.lock().await;
+        self.inner
+            .catalog_data
+            .read()
+            .check_organisation(id, &mut org)?;
+        self.record(actor, CatalogEvent::OrganisationSaved { org: org.clone() })
+            .await?;
+        Ok(self.inner.catalog_data.write().put_organisation(org))
+    }
+
+    /// Removes organisation `id`: it must have no systems and own no subscriptions.
+    pub async fn delete_organisation(&self, actor: &str, id: &str) -> Result<(), BusError> {
+        let _w = self.inner.catalog_writes.lock().await;
+        self.inner
+            .catalog_data
+            .read()
+            .check_delete_organisation(id)?;
+        let owned: Vec<String> = {
+            let subs = self.inner.subscriptions.lock().await;
+            subs.values()
+                .filter(|s| s.spec.owner.as_deref() == Some(id))
+                .map(|s| s.spec.name.clone())
+                .collect()
+        };
+        if !owned.is_empty() {
+            return Err(BusError::Conflict(format!(
+                "organisation {id} still owns subscriptions: {}; delete them first",
+                owned.join(", ")
+            )));
+        }
+        self.record(actor, CatalogEvent::OrganisationDeleted { id: id.to_string() })
+            .await?;
+        self.inner.catalog_data.write().delete_organisation(id);
+        Ok(())
+    }
+
+    /// Adds or replaces system `org`/`id`; true when it is new.
+    pub async fn put_system(
+        &self,
+        actor: &str,
+        org: &str,
+        id: &str,
+        mut system: System,
+    ) -> Result<bool, BusError> {
+        let _w = self.inner.catalog_writes.lock().await;
+        self.inner
+            .catalog_data
+            .read()
+            .check_system(org, id, &mut system)?;
+        self.record(
+            actor,
+            CatalogEvent::SystemSaved {
+                system: system.clone(),
+            },
+        )
+        .await?;
+        Ok(self.inner.catalog_data.write().put_system(system))
+    }
+
+    /// Removes system `org`/`id` and its endpoints; no subscription may name it.
+    pub async fn delete_system(&self, actor: &str, org: &str, id: &str) -> Result<(), BusError> {
+        let _w = self.inner.catalog_writes.lock().await;
+        self.inner.catalog_data.read().system(org, id)?;
+        let used: Vec<String> = {
+            let subs = self.inner.subscriptions.lock().await;
+            subs.values()
+                .filter(|s| {
+                    s.spec.owner.as_deref() == Some(org) && s.spec.system.as_deref() == Some(id)
+                })
+                .map(|s| s.spec.name.clone())
+                .collect()
+        };
+        if !used.is_empty() {
+            return Err(BusError::Conflict(format!(
+                "system {org}/{id} receives through subscriptions {}; delete or change them first",
+                used.join(", ")
+            )));
+        }
+        self.record(
+            actor,
+            CatalogEvent::SystemDeleted {
+                org: org.to_string(),
+                id: id.to_string(),
+            },
+        )
+        .await?;
+        self.inner.catalog_data.write().delete_system(org, id)?;
+        Ok(())
+    }
+
+    /// Stores endpoint `org`/`system`/`id` with its OpenAPI or WSDL `document`; returns it
+    /// and whether it is new.
+    pub async fn put_endpoint(
+        &self,
+        actor: &str,
+        (org, system, id): (&str, &str, &str),
+        url: Option<String>,
+        document: String,
+    ) -> Result<(Endpoint, bool), BusError> {
+        let _w = self.inner.catalog_writes.lock().await;
+        let endpoint = self.inner.catalog_data.read().check_endpoint(
+            org,
+            system,
+            id,
+            url,
+            document,
+            now_micros(),
+        )?;
+        self.record(
+            actor,
+            CatalogEvent::EndpointSaved {
+                endpoint: Box::new(endpoint.clone()),
+            },
+        )
+        .await?;
+        let created = self.inner.catalog_data.write().put_endpoint(endpoint.clone());
+        Ok((endpoint, created))
+    }
+
+    /// Removes endpoint `org`/`system`/`id`.
+    pub async fn delete_endpoint(
+        &self,
+        actor: &str,
+        (org, system, id): (&str, &str, &str),
+    ) -> Result<(), BusError> {
+        let _w = self.inner.catalog_writes.lock().await;
+        self.inner.catalog_data.read().endpoint(org, system, id)?;
+        self.record(
+            actor,
+            CatalogEvent::EndpointDeleted {
+                org: org.to_string(),
+                system: system.to_string(),
+                id: id.to_string(),
+            },
+        )
+        .await?;
+        self.inner
+            .catalog_data
+            .write()
+            .delete_endpoint(org, system, id)?;
+        Ok(())
+    }
+
+    /// The ecosystem map: the catalog, the subscriptions, and the sources and types the log
+    /// took in the last `days` days.
+    pub async fn ecosystem_map(&self, days: u32) -> Result<EcosystemMap, BusError> {
+        let since = now_micros() - i64::from(days) * 86_400_000_000;
+        let answer = self
+            .inner
+            .engine
+            .sql(&format!(
+                "SELECT source, \"type\", count(*) AS events FROM {EVENTS_TABLE} \
+                 WHERE received_us >= {since} GROUP BY 1, 2 ORDER BY 1, 2"
+            ))
+            .await
+            .map_err(|e| BusError::Unavailable(e.to_string()))?;
+        let mut observed = Vec::new();
+        for batch in &answer.batches {
+            let col = |i: usize| cast(batch.column(i), &DataType::Utf8);
+            let (source, ty) = (col(0), col(1));
+            let events = cast(batch.column(2), &DataType::Int64);
+            let (Ok(source), Ok(ty), Ok(events)) = (source, ty, events) else {
+                return Err(BusError::Unavailable("unexpected answer from the log".into()));
+            };
+            let (source, ty) = (source.as_string::<i32>(), ty.as_string::<i32>());
+            let events = events.as_primitive::<Int64Type>();
+            for i in 0..batch.num_rows() {
+                observed.push(Observed {
+                    source: source.value(i).to_string(),
+                    event_type: ty.value(i).to_string(),
+                    events: u64::try_from(events.value(i)).unwrap_or(0),
+                });
+            }
+        }
+        let specs: Vec<SubscriptionSpec> = {
+            let subs = self.inner.subscriptions.lock().await;
+            subs.values().map(|s| s.spec.clone()).collect()
+        };
+        let catalog = self.inner.catalog_data.read();
+        Ok(crate::ecosystem::build(&catalog, &specs, &observed))
+    }
+
     // ---- publish ---------------------------------------------------------------------------
 
     /// Validates `events` and appends them to the log (durably) as published by
@@ -799,6 +1063,7 @@ impl Bus {
         from_beginning: bool,
     ) -> Result<SubscriptionStatus, BusError> {
         spec.validate().map_err(BusError::Invalid)?;
+        self.check_owner(&spec)?;
         build_target(&spec.target, &self.inner.http, self.inner.mqtt.as_ref())
             .map_err(BusError::Invalid)?;
         let mut subs = self.inner.subscriptions.lock().await;
@@ -845,6 +1110,7 @@ impl Bus {
         spec: SubscriptionSpec,
     ) -> Result<SubscriptionStatus, BusError> {
         spec.validate().map_err(BusError::Invalid)?;
+        self.check_owner(&spec)?;
         build_target(&spec.target, &self.inner.http, self.inner.mqtt.as_ref())
             .map_err(BusError::Invalid)?;
         let mut subs = self.inner.subscriptions.lock().await;
@@ -890,6 +1156,22 @@ impl Bus {
             stop_worker(w).await;
         }
         let _ = std::fs::remove_file(cursor_path(&self.inner.settings.state_dir, name));
+        Ok(())
+    }
+
+    /// The owner of a subscription is an organisation of the catalog, its system one of
+    /// that organisation's systems.
+    fn check_owner(&self, spec: &SubscriptionSpec) -> Result<(), BusError> {
+        let catalog = self.inner.catalog_data.read();
+        match (&spec.owner, &spec.system) {
+            (Some(org), Some(system)) => {
+                catalog.system(org, system)?;
+            }
+            (Some(org), None) => {
+                catalog.organisation(org)?;
+            }
+            _ => {}
+        }
         Ok(())
     }
 

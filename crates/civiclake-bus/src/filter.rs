@@ -1459,13 +1459,18 @@ impl EventFilter {
         Self::default()
     }
 
-    /// Whether `event` passes the filter.
-    pub fn matches(&self, event: &CloudEvent) -> bool {
+    /// Whether events of type `ty` from `source` can pass the filter (its type and source
+    /// patterns; the subject prefix and the expression look at each event).
+    pub fn admits(&self, ty: &str, source: &str) -> bool {
         let listed = |patterns: &[String], value: &str| {
             patterns.is_empty() || patterns.iter().any(|p| pattern_matches(p, value))
         };
-        listed(&self.types, &event.ty)
-            && listed(&self.sources, &event.source)
+        listed(&self.types, ty) && listed(&self.sources, source)
+    }
+
+    /// Whether `event` passes the filter.
+    pub fn matches(&self, event: &CloudEvent) -> bool {
+        self.admits(&event.ty, &event.source)
             && self.subject_prefix.as_deref().is_none_or(|prefix| {
                 event
                     .subject

@@ -2,6 +2,10 @@
 //! CloudEvents to one bus and subscribe to what they need, instead of calling each other
 //! point to point.
 //!
+//! - [`catalog`]: organisations, their systems (owners, contacts, the event types they
+//!   produce and consume) and endpoints with their OpenAPI or WSDL documents.
+//! - [`ecosystem`]: the map of who depends on whom, from the catalog, the subscriptions and
+//!   the log.
 //! - [`log`]: `bus_events`, the log every published event is appended to before it is
 //!   acknowledged.
 //! - [`schema`]: the schema registry — a versioned JSON Schema per event type, compatibility
@@ -19,6 +23,8 @@
 
 pub mod audit;
 pub mod bus;
+pub mod catalog;
+pub mod ecosystem;
 pub mod filter;
 pub mod log;
 pub mod schema;

@@ -16,9 +16,12 @@ const MAX_NAME: usize = 64;
 pub struct SubscriptionSpec {
     /// Its name: letters, digits, `-` and `_` (used in URLs and in `bus_deliveries`).
     pub name: String,
-    /// The organisation that owns it (its namespace), if any.
+    /// The organisation of the catalog that owns it, if any: its members manage it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+    /// The owner's system that consumes what it delivers (for the ecosystem map).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
     /// A description for the operators.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
@@ -152,6 +155,14 @@ impl SubscriptionSpec {
         check_name("subscription", &self.name)?;
         if let Some(owner) = &self.owner {
             check_name("organisation", owner)?;
+        }
+        if let Some(system) = &self.system {
+            if self.owner.is_none() {
+                return Err(format!(
+                    "system {system:?} without an owner: name the organisation it belongs to"
+                ));
+            }
+            check_name("system", system)?;
         }
         if !(1..=64).contains(&self.lanes) {
             return Err(format!("lanes must be 1 to 64, not {}", self.lanes));

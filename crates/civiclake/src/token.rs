@@ -52,6 +52,10 @@ enum TokenAction {
         /// The person it is for (fiscal code), for guardian and citizen tokens.
         #[arg(long)]
         subject: Option<String>,
+        /// The organisation of the bus it acts for (bus-member tokens); its topics default
+        /// to `bus/<org>/#`.
+        #[arg(long)]
+        org: Option<String>,
     },
     /// List tokens (never their secrets).
     List,
@@ -109,7 +113,9 @@ pub(crate) fn run(args: TokenArgs) -> Result<(), String> {
             expires,
             label,
             subject,
+            org,
         } => {
+            let topics = topics.or_else(|| org.as_ref().map(|o| vec![format!("bus/{o}/#")]));
             let expires_in = expires
                 .as_deref()
                 .map(parse_expiry)
@@ -123,12 +129,19 @@ pub(crate) fn run(args: TokenArgs) -> Result<(), String> {
                     expires_in,
                     label,
                     subject,
+                    org,
                 })
                 .map_err(|e| e.to_string())?;
             println!("id:      {}", new.info.id);
             println!("role:    {}", new.info.role);
             if let Some(t) = &new.info.tables {
                 println!("tables:  {}", t.join(","));
+            }
+            if let Some(o) = &new.info.org {
+                println!("org:     {o}");
+            }
+            if let Some(t) = &new.info.topics {
+                println!("topics:  {}", t.join(","));
             }
             println!(
                 "expires: {}",

@@ -24,6 +24,17 @@ fn operator(
     caller: Option<Principal>,
     headers: &HeaderMap,
 ) -> Result<(Principal, Bus), Box<Response>> {
+    gate(state, caller, headers, &[Permission::BusAdmin], "operate the bus")
+}
+
+/// The caller, if it has one of `permissions`, and the bus; else the page saying why not.
+pub(crate) fn gate(
+    state: &AppState,
+    caller: Option<Principal>,
+    headers: &HeaderMap,
+    permissions: &[Permission],
+    what: &str,
+) -> Result<(Principal, Bus), Box<Response>> {
     let p = match caller {
         None => {
             return Err(Box::new(error_page(
@@ -32,12 +43,12 @@ fn operator(
                 "Sign in with a token to see the bus.",
             )));
         }
-        Some(p) if p.can(Permission::BusAdmin) => p,
+        Some(p) if permissions.iter().any(|k| p.can(*k)) => p,
         Some(p) => {
             return Err(Box::new(error_page(
                 headers,
                 StatusCode::FORBIDDEN,
-                &format!("The role {} may not operate the bus.", p.role),
+                &format!("The role {} may not {what}.", p.role),
             )));
         }
     };
@@ -52,7 +63,7 @@ fn operator(
 }
 
 /// `/bus/...` with `segment` percent-encoded.
-fn href(prefix: &str, segment: &str) -> String {
+pub(crate) fn href(prefix: &str, segment: &str) -> String {
     let encoded: String = segment
         .bytes()
         .map(|b| match b {

@@ -9,6 +9,7 @@
 
 mod assets;
 mod bus;
+mod bus_catalog;
 pub(crate) mod dashboards;
 mod format;
 mod home;
@@ -49,6 +50,10 @@ pub(crate) fn router() -> Router<AppState> {
             post(bus::redeliver),
         )
         .route("/bus/schemas/{type}", get(bus::schema))
+        .route("/bus/catalog", get(bus_catalog::catalog))
+        .route("/bus/catalog/{org}/{system}", get(bus_catalog::system))
+        .route("/bus/map", get(bus_catalog::map))
+        .route("/bus/map.svg", get(bus_catalog::map_svg))
         .route("/login", get(session::login_form).post(session::login))
         .route("/logout", post(session::logout))
         .route("/static/{name}", get(assets::serve))
