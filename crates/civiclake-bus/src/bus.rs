@@ -25,7 +25,7 @@ use crate::audit::{
 use crate::log::{self, EVENTS_TABLE, LOG_COLUMNS, LoggedEvent};
 use crate::schema::{Compatibility, SchemaError, SchemaRegistry};
 use crate::subscription::SubscriptionSpec;
-use crate::target::{MessagePublisher, Outcome, Outgoing, Target, build_target};
+use crate::target::{KafkaProducers, MessagePublisher, Outcome, Outgoing, Target, build_target};
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Int64Type};
@@ -352,6 +352,8 @@ struct Inner {
     audit_tx: mpsc::Sender<DeliveryRecord>,
     http: reqwest::Client,
     mqtt: Option<Arc<dyn MessagePublisher>>,
+    /// The producers of the Kafka targets, shared between them.
+    kafka: KafkaProducers,
     stats: BusStats,
     /// Stops the workers and redeliveries.
     shutdown: watch::Sender<bool>,
@@ -536,6 +538,7 @@ impl Bus {
             audit_tx,
             http,
             mqtt,
+            kafka: KafkaProducers::default(),
             stats: BusStats::default(),
             shutdown,
             closing,
@@ -799,7 +802,7 @@ impl Bus {
         from_beginning: bool,
     ) -> Result<SubscriptionStatus, BusError> {
         spec.validate().map_err(BusError::Invalid)?;
-        build_target(&spec.target, &self.inner.http, self.inner.mqtt.as_ref())
+        self.inner.target(&spec.target)
             .map_err(BusError::Invalid)?;
         let mut subs = self.inner.subscriptions.lock().await;
         if subs.contains_key(&spec.name) {
@@ -845,7 +848,7 @@ impl Bus {
         spec: SubscriptionSpec,
     ) -> Result<SubscriptionStatus, BusError> {
         spec.validate().map_err(BusError::Invalid)?;
-        build_target(&spec.target, &self.inner.http, self.inner.mqtt.as_ref())
+        self.inner.target(&spec.target)
             .map_err(BusError::Invalid)?;
         let mut subs = self.inner.subscriptions.lock().await;
         let state = subs
@@ -1023,7 +1026,7 @@ impl Bus {
             .into_iter()
             .next()
             .ok_or_else(|| BusError::NotFound(format!("no event at seq {seq} in the log")))?;
-        let target = build_target(&spec.target, &self.inner.http, self.inner.mqtt.as_ref())
+        let target = self.inner.target(&spec.target)
             .map_err(BusError::Invalid)?;
         let replay = format!("redeliver-{seq}-{}", now_micros());
         let inner = self.inner.clone();
@@ -1049,7 +1052,7 @@ impl Bus {
         progress: Arc<Progress>,
         replay: Option<(String, i64)>,
     ) -> Result<Worker, BusError> {
-        let target = build_target(&spec.target, &self.inner.http, self.inner.mqtt.as_ref())
+        let target = self.inner.target(&spec.target)
             .map_err(BusError::Invalid)?;
         let (stop, stop_rx) = watch::channel(false);
         let ctx = LaneContext {
@@ -1080,6 +1083,7 @@ impl Bus {
         for t in tasks {
             let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
         }
+        self.inner.kafka.close().await;
     }
 }
 
@@ -1089,6 +1093,11 @@ async fn stop_worker(w: Worker) {
 }
 
 impl Inner {
+    /// The target of a subscription.
+    fn target(&self, spec: &crate::subscription::TargetSpec) -> Result<Arc<dyn Target>, String> {
+        build_target(spec, &self.http, self.mqtt.as_ref(), &self.kafka)
+    }
+
     /// Events `from..=to` of the log, from memory when it still holds them.
     async fn read_log(&self, from: i64, to: i64) -> Result<Vec<Arc<LoggedEvent>>, String> {
         if let Some(events) = self.recent.read().range(from, to) {
