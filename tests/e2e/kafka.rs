@@ -274,9 +274,8 @@ fn kafka_bus_topics_publish_to_the_bus_and_dead_letter_what_it_refuses() {
     assert_eq!(k1.event["partitionkey"], "c1");
     assert_eq!(k1.event["data"], json!({"amount": 12.5, "customer": "c1"}));
     assert!(!k1.key.is_empty());
-    let logged = server.query(
-        "SELECT id, source, publisher, partitionkey FROM bus_events ORDER BY id",
-    );
+    let logged =
+        server.query("SELECT id, source, publisher, partitionkey FROM bus_events ORDER BY id");
     assert_eq!(
         logged,
         vec![
@@ -285,9 +284,8 @@ fn kafka_bus_topics_publish_to_the_bus_and_dead_letter_what_it_refuses() {
         ]
     );
     // The refused ones are dead letters of route "bus", with the bus's reasons.
-    let dead = server.query(
-        "SELECT route, source, topic, error, payload FROM _dead_letters ORDER BY error",
-    );
+    let dead = server
+        .query("SELECT route, source, topic, error, payload FROM _dead_letters ORDER BY error");
     assert_eq!(dead.len(), 2, "{dead:?}");
     for d in &dead {
         assert_eq!(d["route"], "bus");

@@ -802,8 +802,7 @@ impl Bus {
         from_beginning: bool,
     ) -> Result<SubscriptionStatus, BusError> {
         spec.validate().map_err(BusError::Invalid)?;
-        self.inner.target(&spec.target)
-            .map_err(BusError::Invalid)?;
+        self.inner.target(&spec.target).map_err(BusError::Invalid)?;
         let mut subs = self.inner.subscriptions.lock().await;
         if subs.contains_key(&spec.name) {
             return Err(BusError::Conflict(format!(
@@ -848,8 +847,7 @@ impl Bus {
         spec: SubscriptionSpec,
     ) -> Result<SubscriptionStatus, BusError> {
         spec.validate().map_err(BusError::Invalid)?;
-        self.inner.target(&spec.target)
-            .map_err(BusError::Invalid)?;
+        self.inner.target(&spec.target).map_err(BusError::Invalid)?;
         let mut subs = self.inner.subscriptions.lock().await;
         let state = subs
             .get_mut(&spec.name)
@@ -1026,8 +1024,7 @@ impl Bus {
             .into_iter()
             .next()
             .ok_or_else(|| BusError::NotFound(format!("no event at seq {seq} in the log")))?;
-        let target = self.inner.target(&spec.target)
-            .map_err(BusError::Invalid)?;
+        let target = self.inner.target(&spec.target).map_err(BusError::Invalid)?;
         let replay = format!("redeliver-{seq}-{}", now_micros());
         let inner = self.inner.clone();
         let label = replay.clone();
@@ -1052,8 +1049,7 @@ impl Bus {
         progress: Arc<Progress>,
         replay: Option<(String, i64)>,
     ) -> Result<Worker, BusError> {
-        let target = self.inner.target(&spec.target)
-            .map_err(BusError::Invalid)?;
+        let target = self.inner.target(&spec.target).map_err(BusError::Invalid)?;
         let (stop, stop_rx) = watch::channel(false);
         let ctx = LaneContext {
             inner: self.inner.clone(),

@@ -417,7 +417,10 @@ pub fn kafka_record(out: &Outgoing<'_>) -> KafkaRecord {
     };
     headers.push(("content-type".into(), content_type));
     headers.push(("idempotency-key".into(), out.idempotency_key.to_string()));
-    headers.push(("civiclake-subscription".into(), out.subscription.to_string()));
+    headers.push((
+        "civiclake-subscription".into(),
+        out.subscription.to_string(),
+    ));
     headers.push(("civiclake-attempt".into(), out.attempt.to_string()));
     headers.push(("civiclake-seq".into(), out.logged.seq.to_string()));
     if let Some(replay) = out.replay {
@@ -579,8 +582,7 @@ impl KafkaProducers {
         let mut cache = self.cache.lock();
         let mut idle = Vec::new();
         cache.retain(|_, c| {
-            let keep =
-                Arc::strong_count(&c.producer) > 1 || c.handed_out.elapsed() < IDLE_PRODUCER;
+            let keep = Arc::strong_count(&c.producer) > 1 || c.handed_out.elapsed() < IDLE_PRODUCER;
             if !keep {
                 idle.push(c.producer.clone());
             }
@@ -630,12 +632,8 @@ impl KafkaProducers {
 
     /// Lets every producer go (waiting, off the async threads, for librdkafka to close them).
     pub async fn close(&self) {
-        let all: Vec<Arc<BusProducer>> = self
-            .cache
-            .lock()
-            .drain()
-            .map(|(_, c)| c.producer)
-            .collect();
+        let all: Vec<Arc<BusProducer>> =
+            self.cache.lock().drain().map(|(_, c)| c.producer).collect();
         if all.is_empty() {
             return;
         }
@@ -890,7 +888,10 @@ mod tests {
         assert!(err("k1:9092,k2:x", "t", &[], 1000).contains("\"k2:x\" is not host:port"));
         assert!(err("k1:9092,", "t", &[], 1000).contains("is not host:port"));
         assert!(err("k1:0", "t", &[], 1000).contains("is not host:port"));
-        assert!(err("k1:9092", "bus/out", &[], 1000).contains("target.topic \"bus/out\": a Kafka topic name is 1-249"));
+        assert!(
+            err("k1:9092", "bus/out", &[], 1000)
+                .contains("target.topic \"bus/out\": a Kafka topic name is 1-249")
+        );
         assert!(err("k1:9092", "", &[], 1000).contains("1-249"));
         assert!(err("k1:9092", "..", &[], 1000).contains("1-249"));
         assert!(err("k1:9092", &"x".repeat(250), &[], 1000).contains("1-249"));
@@ -916,11 +917,12 @@ mod tests {
 
     #[test]
     fn kafka_specs_are_read_and_described() {
-        let spec: crate::subscription::SubscriptionSpec = serde_json::from_value(serde_json::json!({
-            "name": "to-kafka",
-            "target": {"kind": "kafka", "brokers": "k1:9092", "topic": "civiclake.meals"}
-        }))
-        .unwrap();
+        let spec: crate::subscription::SubscriptionSpec =
+            serde_json::from_value(serde_json::json!({
+                "name": "to-kafka",
+                "target": {"kind": "kafka", "brokers": "k1:9092", "topic": "civiclake.meals"}
+            }))
+            .unwrap();
         spec.validate().unwrap();
         assert_eq!(spec.target.describe(), "kafka civiclake.meals");
         assert_eq!(
@@ -938,20 +940,25 @@ mod tests {
             back,
             serde_json::json!({"kind": "kafka", "brokers": "k1:9092", "topic": "civiclake.meals", "timeout_ms": 10000})
         );
-        let bad: crate::subscription::SubscriptionSpec = serde_json::from_value(serde_json::json!({
-            "name": "to-kafka",
-            "target": {"kind": "kafka", "brokers": "k1:9092", "topic": "a/b",
-                       "client_options": {"acks": "1"}}
-        }))
-        .unwrap();
+        let bad: crate::subscription::SubscriptionSpec =
+            serde_json::from_value(serde_json::json!({
+                "name": "to-kafka",
+                "target": {"kind": "kafka", "brokers": "k1:9092", "topic": "a/b",
+                           "client_options": {"acks": "1"}}
+            }))
+            .unwrap();
         assert!(bad.validate().unwrap_err().contains("target.topic \"a/b\""));
-        let unknown = serde_json::from_value::<crate::subscription::SubscriptionSpec>(
-            serde_json::json!({
+        let unknown =
+            serde_json::from_value::<crate::subscription::SubscriptionSpec>(serde_json::json!({
                 "name": "x",
                 "target": {"kind": "kafka", "brokers": "k1:9092", "topic": "t", "partition": 1}
-            }),
+            }));
+        assert!(
+            unknown
+                .unwrap_err()
+                .to_string()
+                .contains("unknown field `partition`")
         );
-        assert!(unknown.unwrap_err().to_string().contains("unknown field `partition`"));
     }
 
     #[test]
@@ -1010,8 +1017,13 @@ mod tests {
         .unwrap();
         assert_eq!(producers.len(), 2);
         // librdkafka refuses an unknown setting: a clear error, no producer kept.
-        let e = build_target(&spec("127.0.0.1:1", &[("no.such.option", "1")]), &http, None, &producers)
-            .unwrap_err();
+        let e = build_target(
+            &spec("127.0.0.1:1", &[("no.such.option", "1")]),
+            &http,
+            None,
+            &producers,
+        )
+        .unwrap_err();
         assert!(e.contains("Kafka producer for 127.0.0.1:1"), "{e}");
         assert!(e.contains("no.such.option"), "{e}");
         assert_eq!(producers.len(), 2);

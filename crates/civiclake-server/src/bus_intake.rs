@@ -227,7 +227,10 @@ mod tests {
     fn refusals_before_the_bus_say_why() {
         let m = InboundMessage::new(SourceKind::Kafka("k".into()), "bus.a.b", "nope");
         let e = event_of(&m, "bus/a/b").unwrap_err();
-        assert!(e.starts_with("not a CloudEvent (structured JSON, or binary mode"), "{e}");
+        assert!(
+            e.starts_with("not a CloudEvent (structured JSON, or binary mode"),
+            "{e}"
+        );
         let m = InboundMessage::new(SourceKind::EmbeddedMqtt, "bus/a/b", "[1]");
         let e = event_of(&m, "bus/a/b").unwrap_err();
         assert!(e.starts_with("not a CloudEvent in structured JSON"), "{e}");

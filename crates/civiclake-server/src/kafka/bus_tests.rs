@@ -157,11 +157,7 @@ async fn a_kafka_target_gets_binary_mode_records_in_order_per_partition_key() {
     // A second subscription whose producer takes records of at most 1000 bytes.
     bus.create_subscription(
         "test",
-        spec(
-            "small",
-            "acme.small",
-            json!({"message.max.bytes": "1000"}),
-        ),
+        spec("small", "acme.small", json!({"message.max.bytes": "1000"})),
         false,
     )
     .await
@@ -176,7 +172,11 @@ async fn a_kafka_target_gets_binary_mode_records_in_order_per_partition_key() {
         .await
         .unwrap_err();
     assert_eq!(e.http_status(), 400);
-    assert!(e.to_string().contains("'bootstrap.servers' is set by civiclake"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("'bootstrap.servers' is set by civiclake"),
+        "{e}"
+    );
 
     let customers = ["c0", "c1", "c2", "c3", "c4"];
     let events: Vec<CloudEvent> = (0..40)
@@ -229,7 +229,11 @@ async fn a_kafka_target_gets_binary_mode_records_in_order_per_partition_key() {
         );
         let ns: Vec<u64> = records
             .iter()
-            .map(|g| serde_json::from_slice::<Value>(&g.value).unwrap()["n"].as_u64().unwrap())
+            .map(|g| {
+                serde_json::from_slice::<Value>(&g.value).unwrap()["n"]
+                    .as_u64()
+                    .unwrap()
+            })
             .collect();
         assert!(ns.windows(2).all(|w| w[0] < w[1]), "{key}: {ns:?}");
     }
@@ -271,7 +275,9 @@ async fn a_kafka_target_gets_binary_mode_records_in_order_per_partition_key() {
 
     // The brokers go away: attempts time out and are retried until they are back.
     cluster.broker_down(1).unwrap();
-    bus.publish("token:test", vec![invoice(41, "c1")]).await.unwrap();
+    bus.publish("token:test", vec![invoice(41, "c1")])
+        .await
+        .unwrap();
     wait_for("a failed attempt", async || {
         bus.subscription("invoices").await.unwrap().failed > 0
     })
@@ -398,7 +404,10 @@ async fn bus_topics_of_a_kafka_source_are_checkpointed_only_once_the_bus_has_the
         ],
     );
     let checkpoint = || server.lake.checkpoint("kafka/city/bus.acme.billing/0");
-    wait_for("the batch stored", async || checkpoint() == Some(Value::from(3))).await;
+    wait_for("the batch stored", async || {
+        checkpoint() == Some(Value::from(3))
+    })
+    .await;
     assert_eq!(bus.head(), 2);
     let r = server
         .engine
