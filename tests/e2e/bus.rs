@@ -11,18 +11,18 @@ use std::time::Duration;
 
 /// What the test webhook received: one entry per request.
 #[derive(Debug, Clone)]
-struct Received {
-    key: String,
-    attempt: u32,
-    replay: Option<String>,
-    event: Value,
+pub(crate) struct Received {
+    pub(crate) key: String,
+    pub(crate) attempt: u32,
+    pub(crate) replay: Option<String>,
+    pub(crate) event: Value,
 }
 
 /// A webhook receiver on a loopback port: records every request; answers 400 to events whose
 /// data has `"poison": true` while `reject_poison` is set, 503 to the first `fail_first`
 /// other requests, 204 otherwise.
-struct Receiver {
-    url: String,
+pub(crate) struct Receiver {
+    pub(crate) url: String,
     got: Arc<Mutex<Vec<Received>>>,
     fail_first: Arc<AtomicUsize>,
     reject_poison: Arc<std::sync::atomic::AtomicBool>,
@@ -30,7 +30,7 @@ struct Receiver {
 }
 
 impl Receiver {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         use axum::http::{HeaderMap, StatusCode};
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -91,7 +91,7 @@ impl Receiver {
         }
     }
 
-    fn received(&self) -> Vec<Received> {
+    pub(crate) fn received(&self) -> Vec<Received> {
         self.got.lock().expect("test receiver").clone()
     }
 }
@@ -100,7 +100,7 @@ fn client() -> reqwest::blocking::Client {
     TestServer::client()
 }
 
-fn post_json(server: &TestServer, path: &str, body: &Value) -> (u16, Value) {
+pub(crate) fn post_json(server: &TestServer, path: &str, body: &Value) -> (u16, Value) {
     let r = client()
         .post(format!("{}{path}", server.url))
         .json(body)
@@ -121,9 +121,9 @@ fn publish(server: &TestServer, events: &[Value]) -> (u16, Value) {
     (status, r.json().unwrap_or(Value::Null))
 }
 
-const INVOICE: &str = "it.acme.invoice.Paid";
+pub(crate) const INVOICE: &str = "it.acme.invoice.Paid";
 
-fn invoice_schema() -> Value {
+pub(crate) fn invoice_schema() -> Value {
     json!({
         "type": "object",
         "properties": {
@@ -872,4 +872,43 @@ fn the_catalog_gives_organisations_credentials_and_maps_who_depends_on_whom() {
     assert_eq!(s, 204, "{v}");
     let (s, _) = call(&server, "GET", "/api/v1/bus/catalog", &member, None);
     assert_eq!(s, 401);
+
+#[test]
+fn mqtt_bus_events_must_carry_a_source_of_their_topics_namespace() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), &[]);
+    let (s, v) = post_json(
+        &server,
+        &format!("/api/v1/bus/schemas/{INVOICE}"),
+        &invoice_schema(),
+    );
+    assert_eq!(s, 201, "{v}");
+    let own = invoice("m-1", "c1", 10.0).to_string();
+    let mut foreign = invoice("m-2", "c1", 10.0);
+    foreign["source"] = json!("/evil/billing");
+    let foreign = foreign.to_string();
+    let acks = crate::mqtt::publish_all(
+        &server.mqtt,
+        "billing-gw",
+        None,
+        &[
+            ("bus/acme/billing", own.as_bytes()),
+            ("bus/acme/billing", foreign.as_bytes()),
+        ],
+    )
+    .expect("publish");
+    assert_eq!(acks, 2);
+    assert_eq!(
+        server.query("SELECT id, publisher FROM bus_events"),
+        vec![json!({"id": "m-1", "publisher": "mqtt:anonymous"})]
+    );
+    let dead = server.query("SELECT route, topic, error FROM _dead_letters");
+    assert_eq!(
+        dead,
+        vec![json!({
+            "route": "bus",
+            "topic": "bus/acme/billing",
+            "error": "source \"/evil/billing\" is outside the namespace of topic bus/acme/billing: events on it have a source /acme/billing[/...]"
+        })]
+    );
 }

@@ -27,7 +27,7 @@ use crate::ecosystem::{EcosystemMap, Observed};
 use crate::log::{self, EVENTS_TABLE, LOG_COLUMNS, LoggedEvent};
 use crate::schema::{Compatibility, SchemaError, SchemaRegistry};
 use crate::subscription::SubscriptionSpec;
-use crate::target::{MessagePublisher, Outcome, Outgoing, Target, build_target};
+use crate::target::{KafkaProducers, MessagePublisher, Outcome, Outgoing, Target, build_target};
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Int64Type};
@@ -400,6 +400,8 @@ struct Inner {
     audit_tx: mpsc::Sender<DeliveryRecord>,
     http: reqwest::Client,
     mqtt: Option<Arc<dyn MessagePublisher>>,
+    /// The producers of the Kafka targets, shared between them.
+    kafka: KafkaProducers,
     stats: BusStats,
     /// Stops the workers and redeliveries.
     shutdown: watch::Sender<bool>,
@@ -586,6 +588,7 @@ impl Bus {
             audit_tx,
             http,
             mqtt,
+            kafka: KafkaProducers::default(),
             stats: BusStats::default(),
             shutdown,
             closing,
@@ -1064,8 +1067,7 @@ impl Bus {
     ) -> Result<SubscriptionStatus, BusError> {
         spec.validate().map_err(BusError::Invalid)?;
         self.check_owner(&spec)?;
-        build_target(&spec.target, &self.inner.http, self.inner.mqtt.as_ref())
-            .map_err(BusError::Invalid)?;
+        self.inner.target(&spec.target).map_err(BusError::Invalid)?;
         let mut subs = self.inner.subscriptions.lock().await;
         if subs.contains_key(&spec.name) {
             return Err(BusError::Conflict(format!(
@@ -1111,8 +1113,7 @@ impl Bus {
     ) -> Result<SubscriptionStatus, BusError> {
         spec.validate().map_err(BusError::Invalid)?;
         self.check_owner(&spec)?;
-        build_target(&spec.target, &self.inner.http, self.inner.mqtt.as_ref())
-            .map_err(BusError::Invalid)?;
+        self.inner.target(&spec.target).map_err(BusError::Invalid)?;
         let mut subs = self.inner.subscriptions.lock().await;
         let state = subs
             .get_mut(&spec.name)
@@ -1305,8 +1306,7 @@ impl Bus {
             .into_iter()
             .next()
             .ok_or_else(|| BusError::NotFound(format!("no event at seq {seq} in the log")))?;
-        let target = build_target(&spec.target, &self.inner.http, self.inner.mqtt.as_ref())
-            .map_err(BusError::Invalid)?;
+        let target = self.inner.target(&spec.target).map_err(BusError::Invalid)?;
         let replay = format!("redeliver-{seq}-{}", now_micros());
         let inner = self.inner.clone();
         let label = replay.clone();
@@ -1331,8 +1331,7 @@ impl Bus {
         progress: Arc<Progress>,
         replay: Option<(String, i64)>,
     ) -> Result<Worker, BusError> {
-        let target = build_target(&spec.target, &self.inner.http, self.inner.mqtt.as_ref())
-            .map_err(BusError::Invalid)?;
+        let target = self.inner.target(&spec.target).map_err(BusError::Invalid)?;
         let (stop, stop_rx) = watch::channel(false);
         let ctx = LaneContext {
             inner: self.inner.clone(),
@@ -1362,6 +1361,7 @@ impl Bus {
         for t in tasks {
             let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
         }
+        self.inner.kafka.close().await;
     }
 }
 
@@ -1371,6 +1371,11 @@ async fn stop_worker(w: Worker) {
 }
 
 impl Inner {
+    /// The target of a subscription.
+    fn target(&self, spec: &crate::subscription::TargetSpec) -> Result<Arc<dyn Target>, String> {
+        build_target(spec, &self.http, self.mqtt.as_ref(), &self.kafka)
+    }
+
     /// Events `from..=to` of the log, from memory when it still holds them.
     async fn read_log(&self, from: i64, to: i64) -> Result<Vec<Arc<LoggedEvent>>, String> {
         if let Some(events) = self.recent.read().range(from, to) {

@@ -28,7 +28,8 @@ pub struct LoggedEvent {
     pub seq: i64,
     /// When the bus took it (µs since the epoch).
     pub received_micros: i64,
-    /// Who published it: `token:<name>`, `module:<name>`, `mqtt:<client>`, `kafka:<topic>`.
+    /// Who published it: `token:<name>`, `module:<name>`, `mqtt:<client>`,
+    /// `mqtt-source:<name>` (a `[[mqtt.source]]`), `kafka:<topic>`.
     pub publisher: String,
     /// The version of the event type's schema it was validated against.
     pub schema_version: u32,

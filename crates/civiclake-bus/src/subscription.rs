@@ -71,6 +71,23 @@ pub enum TargetSpec {
         /// The topic, e.g. `bus/out/school/meals`.
         topic: String,
     },
+    /// A Kafka topic: one record per event in the CloudEvents binary mode (`ce_*` headers,
+    /// the data as the value, the partition key as the key; see
+    /// [`crate::target::kafka_record`]), sent with `acks=all` by an idempotent producer.
+    Kafka {
+        /// `bootstrap.servers`: `host:port[,host:port...]`.
+        brokers: String,
+        /// The topic, e.g. `civiclake.school.meals`.
+        topic: String,
+        /// More librdkafka settings (`security.protocol`, `sasl.mechanism`,
+        /// `sasl.username`, `compression.type`, ...), except the ones civiclake sets:
+        /// [`crate::target::KAFKA_RESERVED_OPTIONS`].
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        client_options: BTreeMap<String, String>,
+        /// Time allowed for the brokers to acknowledge one record, ms (default 10,000).
+        #[serde(default = "default_timeout_ms")]
+        timeout_ms: u64,
+    },
 }
 
 fn default_timeout_ms() -> u64 {
@@ -78,11 +95,12 @@ fn default_timeout_ms() -> u64 {
 }
 
 impl TargetSpec {
-    /// A short description: `webhook http://...`, `mqtt bus/...`.
+    /// A short description: `webhook http://...`, `mqtt bus/...`, `kafka <topic>`.
     pub fn describe(&self) -> String {
         match self {
             TargetSpec::Webhook { url, .. } => format!("webhook {url}"),
             TargetSpec::Mqtt { topic } => format!("mqtt {topic}"),
+            TargetSpec::Kafka { topic, .. } => format!("kafka {topic}"),
         }
     }
 }
@@ -228,6 +246,12 @@ impl SubscriptionSpec {
                     ));
                 }
             }
+            TargetSpec::Kafka {
+                brokers,
+                topic,
+                client_options,
+                timeout_ms,
+            } => crate::target::check_kafka_target(brokers, topic, client_options, *timeout_ms)?,
         }
         Ok(())
     }

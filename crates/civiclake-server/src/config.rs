@@ -889,12 +889,15 @@ const SOURCES_EXAMPLE: &str = r#"# Subscriptions to external MQTT brokers (MQTT 
 # Kafka consumer groups, exactly once into the lake: the consumed offsets are logged with the
 # rows (checkpoint kafka/<name>/<topic>/<partition>, a Delta txn action at flush) and a
 # restart or rebalance resumes from them; the group's own offsets follow. Kafka topics are
-# routed with "." read as "/": ingest.air takes the default route ingest/{table}.
+# routed with "." read as "/": ingest.air takes the default route ingest/{table}. Topics
+# bus.<organisation>.<system> carry CloudEvents (structured, or binary mode with ce_* headers)
+# for the interoperability bus, appended to its log before their offsets are checkpointed (at
+# least once); their source must be /<organisation>/<system>[/...].
 # [[kafka.source]]
 # name = "city-kafka"
 # brokers = "kafka1:9092,kafka2:9092"
 # group_id = "civiclake"
-# topics = ["ingest.air", "city.traffic.counts"]
+# topics = ["ingest.air", "city.traffic.counts", "bus.acme.billing"]
 # batch_max = 5000                 # messages per WAL write
 # batch_wait = "50ms"              # longest wait to fill a batch
 # [kafka.source.client_options]    # extra librdkafka settings

@@ -15,7 +15,9 @@
 //!
 //! [`IngestService::deliver_with_checkpoints`] writes checkpoints (a Kafka source's offsets)
 //! in the same WAL record as the rows and dead letters of the messages: exactly-once for a
-//! source that can replay from a checkpoint.
+//! source that can replay from a checkpoint. [`IngestService::deliver_with_refusals`] adds
+//! the dead letters of messages another part of the server refused (the bus: a `bus/...`
+//! event without a schema) to that record.
 
 use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray, StringDictionaryBuilder};
 use arrow::datatypes::{DataType, Int32Type, Schema, SchemaRef};
@@ -137,6 +139,19 @@ pub fn route_topic(message: &InboundMessage) -> Cow<'_, str> {
 /// How many times a delivery re-checks its rows when a write still refuses them (another
 /// writer widened a table between the check and the write) before it gives up.
 const RECHECKS: usize = 3;
+
+/// A message of a batch that another part of the server refused before ingest (e.g. a
+/// `bus/...` event the bus did not take): filed in `_dead_letters` under `route` with
+/// `error`, in the same WAL record as the rest of the batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// Its position in the batch.
+    pub index: usize,
+    /// The route it is filed under (`bus`).
+    pub route: String,
+    /// Why.
+    pub error: String,
+}
 
 /// What became of one message before the write.
 enum Plan {
@@ -308,6 +323,7 @@ impl IngestService {
         &self,
         plans: &[Plan],
         messages: &[InboundMessage],
+        refusals: &[Refusal],
         checkpoints: &[(String, serde_json::Value)],
     ) -> Result<(), civiclake_lake::Error> {
         let rows: Vec<(String, RecordBatch)> = plans
@@ -334,6 +350,14 @@ impl IngestService {
                 }),
                 _ => None,
             })
+            .chain(refusals.iter().filter_map(|r| {
+                Some(DeadLetter {
+                    message: messages.get(r.index)?,
+                    route: r.route.clone(),
+                    error: r.error.clone(),
+                    redact: false,
+                })
+            }))
             .collect();
         let mut changes: Vec<Change> = merge_batches(rows)?
             .into_iter()
@@ -355,29 +379,6 @@ impl IngestService {
         self.lake.apply(changes).await.map(|_| ())
     }
 
-    /// Files `message` in `_dead_letters` under `route` with `error` (for messages another
-    /// part of the server refused, e.g. a `bus/...` event without a schema).
-    pub async fn dead_letter(
-        &self,
-        message: &InboundMessage,
-        route: &str,
-        error: String,
-    ) -> Result<(), civiclake_lake::Error> {
-        let batch = dead_letter_batch(&[DeadLetter {
-            message,
-            route: route.to_string(),
-            error,
-            redact: false,
-        }])?;
-        self.counters(route)
-            .dead_letters
-            .fetch_add(1, Ordering::Relaxed);
-        self.lake
-            .write(vec![(DEAD_LETTERS_TABLE.to_string(), batch)])
-            .await
-            .map(|_| ())
-    }
-
     /// [`MessageSink::deliver`], with `checkpoints` (name, value) set in the same WAL record
     /// as the rows and dead letters of `messages`: once this returns `Ok`, the messages and
     /// the checkpoints are durable together; after an `Err` neither is (nothing of the call
@@ -389,11 +390,24 @@ impl IngestService {
         messages: &[InboundMessage],
         checkpoints: Vec<(String, serde_json::Value)>,
     ) -> Result<DeliveryReport, IngestError> {
+        self.deliver_with_refusals(messages, &[], checkpoints).await
+    }
+
+    /// [`IngestService::deliver_with_checkpoints`], with the dead letters of `refusals`
+    /// (messages of the batch refused before ingest) in the same WAL record. A refused
+    /// message still goes through the routes (a route may archive `bus/...` traffic); the
+    /// report counts its dead letter.
+    pub async fn deliver_with_refusals(
+        &self,
+        messages: &[InboundMessage],
+        refusals: &[Refusal],
+        checkpoints: Vec<(String, serde_json::Value)>,
+    ) -> Result<DeliveryReport, IngestError> {
         let routes = self.routes();
         let mut plans: Vec<Plan> = messages.iter().map(|m| self.plan(&routes, m)).collect();
         // Fast path: the rows of every message, the dead letters and the checkpoints in one
         // WAL record.
-        let mut result = self.write(&plans, messages, &checkpoints).await;
+        let mut result = self.write(&plans, messages, refusals, &checkpoints).await;
         let mut rechecks = 0;
         while let Err(e) = &result
             && e.class() == ErrorClass::User
@@ -421,12 +435,15 @@ impl IngestService {
                     };
                 }
             }
-            result = self.write(&plans, messages, &checkpoints).await;
+            result = self.write(&plans, messages, refusals, &checkpoints).await;
         }
         result.map_err(|e| lake_to_ingest(&e))?;
         let mut report = DeliveryReport::default();
-        for plan in &plans {
+        let refused: std::collections::BTreeSet<usize> = refusals.iter().map(|r| r.index).collect();
+        for (i, plan) in plans.iter().enumerate() {
             match plan {
+                // A refused message is counted as a dead letter below.
+                Plan::Ignored if refused.contains(&i) => {}
                 Plan::Ignored => report.ignored += 1,
                 Plan::Rows { route, batches, .. } => {
                     let n: usize = batches.iter().map(|(_, b)| b.num_rows()).sum();
@@ -444,6 +461,13 @@ impl IngestService {
                     report.dead_lettered += 1;
                 }
             }
+        }
+        for r in refusals.iter().filter(|r| r.index < messages.len()) {
+            tracing::debug!(route = r.route, error = r.error, "message refused");
+            self.counters(&r.route)
+                .dead_letters
+                .fetch_add(1, Ordering::Relaxed);
+            report.dead_lettered += 1;
         }
         self.ignored
             .fetch_add(report.ignored as u64, Ordering::Relaxed);

@@ -16,7 +16,20 @@
 //! headers, optionally `ce_time`, `ce_subject`, other `ce_*` extensions and `content-type`)
 //! is turned into a structured CloudEvent before routing ([`binary_cloudevent`]), so a route
 //! with `format = "cloudevents"` stores it like a structured one.
+//!
+//! **Publishing to the bus.** A topic `bus.<organisation>.<system>[...]` (route topic
+//! `bus/<organisation>/<system>/...`) carries CloudEvents for the interoperability bus: each
+//! batch's events are appended to the bus log (`bus_events`) before the batch is stored with
+//! its checkpoints, through the same path as MQTT's ([`crate::bus_intake`]): the event's
+//! `source` must be `/<organisation>/<system>[/...]`, its type must have a schema and its
+//! data must fit it; a refused event is a `_dead_letters` row (route `bus`) written with the
+//! batch's checkpoints, and a bus that cannot write its log (503) makes the source retry the
+//! batch without checkpointing it. This is **at least once**: a crash between the bus append
+//! and the checkpoint's WAL record appends those events again after the restart (the bus
+//! log then holds them twice, with the same `source` and `id`); subscribers dedupe on the
+//! `Idempotency-Key` header, which derives from `source` + `id`.
 
+use crate::bus_intake::BusIntake;
 use crate::ingest::IngestService;
 use civiclake_core::{InboundMessage, IngestError, SourceKind};
 use civiclake_lake::Lake;
@@ -33,8 +46,8 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -229,8 +242,10 @@ pub struct KafkaStats {
     pub rows: u64,
     /// Messages written to `_dead_letters`.
     pub dead_lettered: u64,
-    /// Messages that matched no route.
+    /// Messages that matched no route (events appended to the bus included).
     pub ignored: u64,
+    /// Events appended to the bus log (from `bus.*` topics).
+    pub bus_events: u64,
     /// Retries of a batch because the lake was saturated.
     pub busy_retries: u64,
     /// Retries of a batch because the lake was unavailable.
@@ -252,6 +267,7 @@ struct Shared {
     rows: AtomicU64,
     dead_lettered: AtomicU64,
     ignored: AtomicU64,
+    bus_events: AtomicU64,
     busy_retries: AtomicU64,
     unavailable_retries: AtomicU64,
     commit_errors: AtomicU64,
@@ -409,19 +425,22 @@ pub struct KafkaSource {
 impl KafkaSource {
     /// Checks `config`, creates the consumer, subscribes to the topics and starts consuming
     /// in a task. Brokers are contacted in the background: an unreachable broker is not an
-    /// error here, it shows in the logs and [`KafkaSource::stats`].
+    /// error here, it shows in the logs and [`KafkaSource::stats`]. The events of `bus.*`
+    /// topics go to the bus in `bus` once it is set (see the module documentation).
     pub async fn start(
         config: KafkaSourceConfig,
         ingest: Arc<IngestService>,
         lake: Arc<Lake>,
+        bus: Arc<OnceLock<civiclake_bus::Bus>>,
     ) -> Result<KafkaSource, KafkaError> {
-        Self::start_with(config, ingest, lake, true).await
+        Self::start_with(config, ingest, lake, bus, true).await
     }
 
     async fn start_with(
         config: KafkaSourceConfig,
         ingest: Arc<IngestService>,
         lake: Arc<Lake>,
+        bus: Arc<OnceLock<civiclake_bus::Bus>>,
         resume_from_checkpoints: bool,
     ) -> Result<KafkaSource, KafkaError> {
         config.validate()?;
@@ -467,6 +486,7 @@ impl KafkaSource {
             config,
             ingest,
             lake,
+            bus,
             shared: shared.clone(),
             stop: stop_rx,
         };
@@ -496,6 +516,7 @@ impl KafkaSource {
             rows: load(&s.rows),
             dead_lettered: load(&s.dead_lettered),
             ignored: load(&s.ignored),
+            bus_events: load(&s.bus_events),
             busy_retries: load(&s.busy_retries),
             unavailable_retries: load(&s.unavailable_retries),
             commit_errors: load(&s.commit_errors),
@@ -522,6 +543,8 @@ struct Runner {
     config: KafkaSourceConfig,
     ingest: Arc<IngestService>,
     lake: Arc<Lake>,
+    /// The bus, once started: where the events of `bus.*` topics go first.
+    bus: Arc<OnceLock<civiclake_bus::Bus>>,
     shared: Arc<Shared>,
     stop: watch::Receiver<bool>,
 }
@@ -690,19 +713,38 @@ impl Runner {
         }
     }
 
-    /// Stores a batch, retrying while the lake is saturated or unavailable (never skipping
-    /// it). `false` when the source was stopped first.
+    /// Appends the batch's bus events to the bus log (once: a retry carries on where the
+    /// bus stopped), then stores the batch with its checkpoints and the bus's refusals.
+    async fn deliver(
+        &self,
+        batch: &Batch,
+        intake: &mut BusIntake,
+    ) -> Result<civiclake_core::DeliveryReport, IngestError> {
+        if let Some(bus) = self.bus.get() {
+            intake.publish(bus, &batch.messages).await?;
+        }
+        self.ingest
+            .deliver_with_refusals(
+                &batch.messages,
+                &intake.refusals(),
+                batch.checkpoints.clone(),
+            )
+            .await
+    }
+
+    /// Stores a batch, retrying while the lake (or the bus log) is saturated or unavailable
+    /// (never skipping it). `false` when the source was stopped first.
     async fn store(&mut self, consumer: &StreamConsumer<SourceContext>, batch: &Batch) -> bool {
         let mut backoff = Duration::from_millis(100);
         let mut paused: Option<TopicPartitionList> = None;
+        let mut intake = BusIntake::default();
         let stored = loop {
-            let result = self
-                .ingest
-                .deliver_with_checkpoints(&batch.messages, batch.checkpoints.clone())
-                .await;
+            let result = self.deliver(batch, &mut intake).await;
             let wait = match result {
                 Ok(report) => {
                     let s = &self.shared;
+                    s.bus_events
+                        .fetch_add(intake.published() as u64, Ordering::Relaxed);
                     s.batches.fetch_add(1, Ordering::Relaxed);
                     s.stored.fetch_add(report.stored as u64, Ordering::Relaxed);
                     s.rows.fetch_add(report.rows as u64, Ordering::Relaxed);
@@ -830,6 +872,9 @@ pub fn binary_cloudevent(headers: &[(String, Vec<u8>)], payload: &[u8]) -> Optio
 #[cfg(test)]
 mod tests;
 
+#[cfg(test)]
+mod bus_tests;
+
 /// The Kafka sources' counters on `/metrics`, labelled by source name.
 #[derive(Debug)]
 pub(crate) struct KafkaMetrics(pub(crate) Vec<std::sync::Weak<KafkaSource>>);
@@ -844,12 +889,18 @@ impl civiclake_api::MetricsSource for KafkaMetrics {
             .map(|s| (s.name().to_string(), s.stats()))
             .collect();
         type Pick = fn(&KafkaStats) -> u64;
-        let families: [(&str, &str, &str, Pick); 6] = [
+        let families: [(&str, &str, &str, Pick); 7] = [
             (
                 "civiclake_kafka_messages_total",
                 "counter",
                 "Messages consumed from Kafka.",
                 |s| s.messages,
+            ),
+            (
+                "civiclake_kafka_bus_events_total",
+                "counter",
+                "Events from Kafka appended to the bus log.",
+                |s| s.bus_events,
             ),
             (
                 "civiclake_kafka_duplicates_total",

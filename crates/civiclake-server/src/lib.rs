@@ -7,6 +7,7 @@
 //! right after start) and the in-process topic router, and hands each module its
 //! [`Platform`] through [`Server::platform`].
 
+mod bus_intake;
 pub mod config;
 mod demo;
 pub mod ingest;
@@ -292,24 +293,12 @@ impl Server {
                 sink,
             )?));
         }
-        let mut kafka_sources = Vec::new();
-        for source in &config.kafka_sources {
-            tracing::info!(source = source.name, brokers = source.brokers, topics = ?source.topics, "consuming from Kafka");
-            kafka_sources.push(Arc::new(
-                kafka::KafkaSource::start(source.clone(), ingest.clone(), lake.clone()).await?,
-            ));
-        }
         let bridge = broker
             .clone()
             .map(|b| tokio::spawn(mqtt::forward_router_to_mqtt(router.clone(), b)));
         let mut metric_sources: Vec<Arc<dyn civiclake_api::MetricsSource>> = vec![ingest.clone()];
         if let Some(b) = &broker {
             metric_sources.push(Arc::new(mqtt::BrokerMetrics(Arc::downgrade(b))));
-        }
-        if !kafka_sources.is_empty() {
-            metric_sources.push(Arc::new(kafka::KafkaMetrics(
-                kafka_sources.iter().map(Arc::downgrade).collect(),
-            )));
         }
         if !mqtt_sources.is_empty() {
             metric_sources.push(Arc::new(mqtt::SourceMetrics(
@@ -346,6 +335,38 @@ impl Server {
             }
             None => None,
         };
+        // After the bus: a batch with `bus.*` events is not stored (and checkpointed) before
+        // the bus has them.
+        let mut kafka_sources = Vec::new();
+        for source in &config.kafka_sources {
+            tracing::info!(source = source.name, brokers = source.brokers, topics = ?source.topics, "consuming from Kafka");
+            let started = kafka::KafkaSource::start(
+                source.clone(),
+                ingest.clone(),
+                lake.clone(),
+                bus_cell.clone(),
+            )
+            .await;
+            match started {
+                Ok(s) => kafka_sources.push(Arc::new(s)),
+                Err(e) => {
+                    for s in kafka_sources.drain(..) {
+                        if let Ok(s) = Arc::try_unwrap(s) {
+                            s.stop().await;
+                        }
+                    }
+                    if let Some(bus) = &bus {
+                        bus.stop().await;
+                    }
+                    return Err(e.into());
+                }
+            }
+        }
+        if !kafka_sources.is_empty() {
+            metric_sources.push(Arc::new(kafka::KafkaMetrics(
+                kafka_sources.iter().map(Arc::downgrade).collect(),
+            )));
+        }
         let dashboards = civiclake_api::DashboardCatalog::load(&config.dashboards_dir)?;
         tracing::info!(
             dir = %config.dashboards_dir.display(),

@@ -3,6 +3,7 @@
 //! router (`bus/...` and `devices/...` events reach modules, module events reach MQTT
 //! subscribers).
 
+use crate::bus_intake::BusIntake;
 use crate::ingest::Publishers;
 use async_trait::async_trait;
 use civiclake_auth::{AuthStore, Permission, Principal};
@@ -114,40 +115,9 @@ impl BrokerAuth for TokenAuth {
 pub(crate) struct BridgeSink {
     pub(crate) ingest: Arc<crate::ingest::IngestService>,
     pub(crate) router: TopicRouter,
-    /// The interoperability bus, once started: `bus/...` CloudEvents go to its log.
+    /// The interoperability bus, once started: `bus/...` CloudEvents go to its log first
+    /// ([`BusIntake`]).
     pub(crate) bus: Arc<std::sync::OnceLock<civiclake_bus::Bus>>,
-}
-
-impl BridgeSink {
-    /// Appends the `bus/...` CloudEvents among `messages` to the bus log; a message the bus
-    /// refuses (not a CloudEvent, no schema, invalid data) becomes a row of `_dead_letters`
-    /// with the reason. Fails (nothing acknowledged) only when the log cannot be written.
-    async fn to_bus(&self, messages: &[InboundMessage]) -> Result<(), IngestError> {
-        let Some(bus) = self.bus.get() else {
-            return Ok(());
-        };
-        for m in messages {
-            if !m.topic.starts_with("bus/") {
-                continue;
-            }
-            let publisher = format!("mqtt:{}", m.publisher.as_deref().unwrap_or("anonymous"));
-            let refused = match CloudEvent::from_slice(&m.payload) {
-                Ok(event) => match bus.publish(&publisher, vec![event]).await {
-                    Ok(_) => continue,
-                    Err(e) if e.http_status() == 503 => {
-                        return Err(IngestError::Unavailable(e.to_string()));
-                    }
-                    Err(e) => e.to_string(),
-                },
-                Err(e) => format!("not a CloudEvent in structured JSON: {e}"),
-            };
-            self.ingest
-                .dead_letter(m, "bus", refused)
-                .await
-                .map_err(|e| IngestError::Unavailable(e.to_string()))?;
-        }
-        Ok(())
-    }
 }
 
 /// The message as a CloudEvent: parsed when it is one (structured mode), else wrapped.
@@ -184,8 +154,14 @@ impl MessageSink for BridgeSink {
                 matches!(topic.namespace(), "bus" | "devices").then(|| (topic, as_cloud_event(m)))
             })
             .collect();
-        self.to_bus(&messages).await?;
-        let report = self.ingest.deliver(messages).await?;
+        let mut intake = BusIntake::default();
+        if let Some(bus) = self.bus.get() {
+            intake.publish(bus, &messages).await?;
+        }
+        let report = self
+            .ingest
+            .deliver_with_refusals(&messages, &intake.refusals(), Vec::new())
+            .await?;
         for (topic, event) in forward {
             // A closed router means the server is stopping; the message itself is stored.
             let _ = self.router.publish(&topic, event);

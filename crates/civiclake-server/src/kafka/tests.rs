@@ -172,6 +172,7 @@ async fn every_message_is_stored_exactly_once_across_restarts_and_lost_commits()
         config(&brokers, "g1", &["ingest.air"]),
         ingest(dir.path(), &lake),
         lake.clone(),
+        Arc::default(),
     )
     .await
     .unwrap();
@@ -237,6 +238,7 @@ async fn every_message_is_stored_exactly_once_across_restarts_and_lost_commits()
         config(&brokers, "g1", &["ingest.air"]),
         ingest(dir.path(), &lake),
         lake.clone(),
+        Arc::default(),
     )
     .await
     .unwrap();
@@ -258,6 +260,7 @@ async fn every_message_is_stored_exactly_once_across_restarts_and_lost_commits()
         config(&brokers, "g2", &["ingest.air"]),
         ingest(dir.path(), &lake),
         lake.clone(),
+        Arc::default(),
     )
     .await
     .unwrap();
@@ -272,6 +275,7 @@ async fn every_message_is_stored_exactly_once_across_restarts_and_lost_commits()
         config(&brokers, "g3", &["ingest.air"]),
         ingest(dir.path(), &lake),
         lake.clone(),
+        Arc::default(),
         false,
     )
     .await
@@ -346,6 +350,7 @@ async fn binary_cloudevents_are_stored_and_malformed_messages_dead_lettered() {
         config(&brokers, "events", &["events.parking", "ingest.air"]),
         ingest(dir.path(), &lake),
         lake.clone(),
+        Arc::default(),
     )
     .await
     .unwrap();
@@ -547,7 +552,7 @@ async fn a_client_setting_librdkafka_rejects_is_a_start_error() {
     let mut c = KafkaSourceConfig::new("city", "127.0.0.1:1", "g", vec!["ingest.air".into()]);
     c.client_options
         .insert("no.such.setting".into(), "1".into());
-    let e = KafkaSource::start(c, ingest(dir.path(), &lake), lake.clone())
+    let e = KafkaSource::start(c, ingest(dir.path(), &lake), lake.clone(), Arc::default())
         .await
         .unwrap_err()
         .to_string();
@@ -569,7 +574,7 @@ async fn a_saturated_lake_pauses_consumption_and_loses_nothing() {
     readings(&brokers, 0, 600);
     let mut c = config(&brokers, "busy", &["ingest.air"]);
     c.batch_max = 60;
-    let source = KafkaSource::start(c, ingest(dir.path(), &lake), lake.clone())
+    let source = KafkaSource::start(c, ingest(dir.path(), &lake), lake.clone(), Arc::default())
         .await
         .unwrap();
     // Only flushes make room: until one runs, the source waits with the same batch.
