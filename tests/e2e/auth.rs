@@ -488,14 +488,18 @@ fn endpoints(victim_token_id: &str, org_token_id: &str) -> Vec<Endpoint> {
         e(
             "PUT",
             "/api/v1/bus/organisations/{org}/systems/{system}/endpoints/{endpoint}",
-            &format!("/api/v1/bus/organisations/acme/systems/billing/endpoints/e-{victim_token_id}"),
+            &format!(
+                "/api/v1/bus/organisations/acme/systems/billing/endpoints/e-{victim_token_id}"
+            ),
             Some(("application/json", matrix_openapi().to_string())),
             Expect::Roles(ACME_MEMBERS),
         ),
         e(
             "DELETE",
             "/api/v1/bus/organisations/{org}/systems/{system}/endpoints/{endpoint}",
-            &format!("/api/v1/bus/organisations/acme/systems/billing/endpoints/e-{victim_token_id}"),
+            &format!(
+                "/api/v1/bus/organisations/acme/systems/billing/endpoints/e-{victim_token_id}"
+            ),
             None,
             Expect::Roles(ACME_MEMBERS),
         ),
@@ -622,7 +626,10 @@ fn every_role_against_every_endpoint() {
     // The catalog: organisation acme, its system billing and that system's endpoint api.
     for (path, body) in [
         ("/api/v1/bus/organisations/acme", matrix_org()),
-        ("/api/v1/bus/organisations/acme/systems/billing", matrix_system()),
+        (
+            "/api/v1/bus/organisations/acme/systems/billing",
+            matrix_system(),
+        ),
         (
             "/api/v1/bus/organisations/acme/systems/billing/endpoints/api",
             matrix_openapi(),

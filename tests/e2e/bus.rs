@@ -632,8 +632,10 @@ fn the_catalog_gives_organisations_credentials_and_maps_who_depends_on_whom() {
         "PUT",
         "/api/v1/bus/organisations/comune",
         &admin,
-        json_body(json!({"name": "Comune di Prato", "kind": "office", "ipa_code": "c_g999",
-            "contacts": [{"name": "Servizi informativi", "email": "si@comune.prato.it"}]})),
+        json_body(
+            json!({"name": "Comune di Prato", "kind": "office", "ipa_code": "c_g999",
+            "contacts": [{"name": "Servizi informativi", "email": "si@comune.prato.it"}]}),
+        ),
     );
     assert_eq!(s, 201, "{v}");
     assert_eq!(v["topics"], "bus/comune/#");
@@ -654,7 +656,13 @@ fn the_catalog_gives_organisations_credentials_and_maps_who_depends_on_whom() {
         json_body(json!({"name": "X", "contacts": [{"name": "Y", "email": "nope"}]})),
     );
     assert_eq!(s, 400);
-    assert!(v["error"].as_str().unwrap().contains("not an e-mail address"), "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("not an e-mail address"),
+        "{v}"
+    );
 
     // The caterer's own credentials.
     let (s, v) = call(
@@ -669,7 +677,13 @@ fn the_catalog_gives_organisations_credentials_and_maps_who_depends_on_whom() {
     assert_eq!(v["info"]["org"], "mensa");
     assert_eq!(v["info"]["role"], "bus-member");
     assert_eq!(v["info"]["topics"], json!(["bus/mensa/#"]));
-    let (s, _) = call(&server, "POST", "/api/v1/bus/organisations/nobody/tokens", &admin, None);
+    let (s, _) = call(
+        &server,
+        "POST",
+        "/api/v1/bus/organisations/nobody/tokens",
+        &admin,
+        None,
+    );
     assert_eq!(s, 404);
 
     // It describes its system (not the comune's), and may not create organisations.
@@ -690,7 +704,13 @@ fn the_catalog_gives_organisations_credentials_and_maps_who_depends_on_whom() {
         json_body(json!({"name": "x", "owner": "y"})),
     );
     assert_eq!(s, 403, "{v}");
-    assert!(v["error"].as_str().unwrap().contains("acts for organisation mensa"), "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("acts for organisation mensa"),
+        "{v}"
+    );
     let (s, _) = call(
         &server,
         "PUT",
@@ -705,29 +725,57 @@ fn the_catalog_gives_organisations_credentials_and_maps_who_depends_on_whom() {
         "PUT",
         "/api/v1/bus/organisations/comune/systems/portal",
         &admin,
-        json_body(json!({"name": "Portale genitori", "owner": "Ufficio scuola", "consumes": [MENU]})),
+        json_body(
+            json!({"name": "Portale genitori", "owner": "Ufficio scuola", "consumes": [MENU]}),
+        ),
     );
     assert_eq!(s, 201, "{v}");
 
     // Its endpoint, described by WSDL: stored, read, served back as given.
     let path = "/api/v1/bus/organisations/mensa/systems/menu/endpoints/soap";
-    let (s, v) = call(&server, "PUT", path, &member, Some(("application/wsdl+xml", ANAGRAFE_WSDL.into())));
+    let (s, v) = call(
+        &server,
+        "PUT",
+        path,
+        &member,
+        Some(("application/wsdl+xml", ANAGRAFE_WSDL.into())),
+    );
     assert_eq!(s, 201, "{v}");
     assert_eq!(v["standard"], "WSDL 1.1");
     assert_eq!(v["url"], "http://127.0.0.1:9/anagrafe");
     assert_eq!(v["operations"][0]["name"], "CercaResidente");
-    assert_eq!(v["operations"][0]["soap_action"], "urn:prato:anagrafe:CercaResidente");
+    assert_eq!(
+        v["operations"][0]["soap_action"],
+        "urn:prato:anagrafe:CercaResidente"
+    );
     let r = client()
         .get(format!("{}{path}/document", server.url))
         .bearer_auth(&member)
         .send()
         .unwrap();
     assert_eq!(r.status(), 200);
-    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("application/wsdl+xml"));
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/wsdl+xml")
+    );
     assert_eq!(r.text().unwrap(), ANAGRAFE_WSDL);
-    let (s, v) = call(&server, "PUT", path, &member, Some(("text/plain", "hello".into())));
+    let (s, v) = call(
+        &server,
+        "PUT",
+        path,
+        &member,
+        Some(("text/plain", "hello".into())),
+    );
     assert_eq!(s, 400);
-    assert!(v["error"].as_str().unwrap().contains("neither JSON, YAML nor XML"), "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("not an OpenAPI or WSDL document"),
+        "{v}"
+    );
 
     // Schemas: the member registers the type its system produces, no other.
     let (s, v) = call(
@@ -735,7 +783,9 @@ fn the_catalog_gives_organisations_credentials_and_maps_who_depends_on_whom() {
         "POST",
         &format!("/api/v1/bus/schemas/{MENU}"),
         &member,
-        json_body(json!({"type": "object", "properties": {"day": {"type": "string"}}, "required": ["day"]})),
+        json_body(
+            json!({"type": "object", "properties": {"day": {"type": "string"}}, "required": ["day"]}),
+        ),
     );
     assert_eq!(s, 201, "{v}");
     let (s, v) = call(
@@ -746,7 +796,13 @@ fn the_catalog_gives_organisations_credentials_and_maps_who_depends_on_whom() {
         json_body(json!({"type": "object"})),
     );
     assert_eq!(s, 403, "{v}");
-    assert!(v["error"].as_str().unwrap().contains("produces it.prato.anagrafe.Changed"), "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("produces it.prato.anagrafe.Changed"),
+        "{v}"
+    );
 
     // It publishes in its own namespace only.
     let menu = |id: &str, source: &str| {
@@ -757,9 +813,21 @@ fn the_catalog_gives_organisations_credentials_and_maps_who_depends_on_whom() {
             .to_string(),
         ))
     };
-    let (s, v) = call(&server, "POST", "/api/v1/bus/events", &member, menu("m-1", "/mensa/menu"));
+    let (s, v) = call(
+        &server,
+        "POST",
+        "/api/v1/bus/events",
+        &member,
+        menu("m-1", "/mensa/menu"),
+    );
     assert_eq!(s, 201, "{v}");
-    let (s, v) = call(&server, "POST", "/api/v1/bus/events", &member, menu("m-2", "/comune/portal"));
+    let (s, v) = call(
+        &server,
+        "POST",
+        "/api/v1/bus/events",
+        &member,
+        menu("m-2", "/comune/portal"),
+    );
     assert_eq!(s, 403, "{v}");
 
     // Subscriptions: the comune's portal receives the menus; the caterer's token does not
@@ -770,25 +838,58 @@ fn the_catalog_gives_organisations_credentials_and_maps_who_depends_on_whom() {
     sub["filter"] = json!({"types": ["it.prato.school.*"]});
     sub["transform"] = Value::Null;
     sub["paused"] = json!(true);
-    let (s, v) = call(&server, "POST", "/api/v1/bus/subscriptions", &admin, json_body(sub.clone()));
+    let (s, v) = call(
+        &server,
+        "POST",
+        "/api/v1/bus/subscriptions",
+        &admin,
+        json_body(sub.clone()),
+    );
     assert_eq!(s, 201, "{v}");
     let mut ghost = sub.clone();
     ghost["name"] = json!("ghost");
     ghost["system"] = json!("nope");
-    let (s, v) = call(&server, "POST", "/api/v1/bus/subscriptions", &admin, json_body(ghost));
+    let (s, v) = call(
+        &server,
+        "POST",
+        "/api/v1/bus/subscriptions",
+        &admin,
+        json_body(ghost),
+    );
     assert_eq!(s, 404, "{v}");
-    assert!(v["error"].as_str().unwrap().contains("has no system nope"), "{v}");
-    let (s, v) = call(&server, "GET", "/api/v1/bus/subscriptions/portal-menus", &member, None);
+    assert!(
+        v["error"].as_str().unwrap().contains("has no system nope"),
+        "{v}"
+    );
+    let (s, v) = call(
+        &server,
+        "GET",
+        "/api/v1/bus/subscriptions/portal-menus",
+        &member,
+        None,
+    );
     assert_eq!(s, 403, "{v}");
     let mut own = subscription("mensa-echo", "http://127.0.0.1:9/hook");
     own["transform"] = Value::Null;
     own["paused"] = json!(true);
-    let (s, v) = call(&server, "POST", "/api/v1/bus/subscriptions", &member, json_body(own.clone()));
+    let (s, v) = call(
+        &server,
+        "POST",
+        "/api/v1/bus/subscriptions",
+        &member,
+        json_body(own.clone()),
+    );
     assert_eq!(s, 201, "{v}");
     assert_eq!(v["spec"]["owner"], "mensa");
     own["name"] = json!("stolen");
     own["owner"] = json!("comune");
-    let (s, _) = call(&server, "POST", "/api/v1/bus/subscriptions", &member, json_body(own));
+    let (s, _) = call(
+        &server,
+        "POST",
+        "/api/v1/bus/subscriptions",
+        &member,
+        json_body(own),
+    );
     assert_eq!(s, 403);
     let (s, v) = call(&server, "GET", "/api/v1/bus/subscriptions", &member, None);
     assert_eq!(s, 200);
@@ -820,7 +921,10 @@ fn the_catalog_gives_organisations_credentials_and_maps_who_depends_on_whom() {
         .find(|l| l["system"] == "mensa/menu")
         .cloned()
         .unwrap();
-    assert_eq!((produced["declared"].clone(), produced["events"].clone()), (json!(true), json!(1)));
+    assert_eq!(
+        (produced["declared"].clone(), produced["events"].clone()),
+        (json!(true), json!(1))
+    );
     let (s, _) = call(&server, "GET", "/api/v1/bus/map?days=0", &member, None);
     assert_eq!(s, 400);
 
@@ -835,17 +939,30 @@ fn the_catalog_gives_organisations_credentials_and_maps_who_depends_on_whom() {
     };
     let (s, html) = page("/bus/catalog");
     assert_eq!(s, 200);
-    assert!(html.contains("Ristorazione Srl") && html.contains("Portale genitori"), "{html}");
+    assert!(
+        html.contains("Ristorazione Srl") && html.contains("Portale genitori"),
+        "{html}"
+    );
     let (s, html) = page("/bus/catalog/mensa/menu");
     assert_eq!(s, 200);
-    assert!(html.contains("CercaResidente") && html.contains("SOAPAction urn:prato:anagrafe:CercaResidente"), "{html}");
+    assert!(
+        html.contains("CercaResidente")
+            && html.contains("SOAPAction urn:prato:anagrafe:CercaResidente"),
+        "{html}"
+    );
     assert_eq!(page("/bus/catalog/mensa/nope").0, 404);
     let (s, html) = page("/bus/map");
     assert_eq!(s, 200);
-    assert!(html.contains("<svg") && html.contains("portal-menus"), "{html}");
+    assert!(
+        html.contains("<svg") && html.contains("portal-menus"),
+        "{html}"
+    );
     let (s, svg) = page("/bus/map.svg");
     assert_eq!(s, 200);
-    assert!(svg.contains("mensa/menu produces it.prato.school.menu.Published (1 events in the log)"), "{svg}");
+    assert!(
+        svg.contains("mensa/menu produces it.prato.school.menu.Published (1 events in the log)"),
+        "{svg}"
+    );
 
     // The catalog survives a restart.
     drop(server);
@@ -859,19 +976,47 @@ fn the_catalog_gives_organisations_credentials_and_maps_who_depends_on_whom() {
         .map(|o| o["id"].as_str().unwrap())
         .collect();
     assert_eq!(orgs, ["comune", "mensa"]);
-    assert_eq!(v["organisations"][1]["systems"][0]["endpoints"][0]["operations"][0]["name"], "CercaResidente");
+    assert_eq!(
+        v["organisations"][1]["systems"][0]["endpoints"][0]["operations"][0]["name"],
+        "CercaResidente"
+    );
 
     // Removing: not while in use; the organisation's tokens die with it.
-    let (s, v) = call(&server, "DELETE", "/api/v1/bus/organisations/mensa", &admin, None);
+    let (s, v) = call(
+        &server,
+        "DELETE",
+        "/api/v1/bus/organisations/mensa",
+        &admin,
+        None,
+    );
     assert_eq!(s, 409, "{v}");
-    let (s, _) = call(&server, "DELETE", "/api/v1/bus/subscriptions/mensa-echo", &member, None);
+    let (s, _) = call(
+        &server,
+        "DELETE",
+        "/api/v1/bus/subscriptions/mensa-echo",
+        &member,
+        None,
+    );
     assert_eq!(s, 204);
-    let (s, _) = call(&server, "DELETE", "/api/v1/bus/organisations/mensa/systems/menu", &member, None);
+    let (s, _) = call(
+        &server,
+        "DELETE",
+        "/api/v1/bus/organisations/mensa/systems/menu",
+        &member,
+        None,
+    );
     assert_eq!(s, 204);
-    let (s, v) = call(&server, "DELETE", "/api/v1/bus/organisations/mensa", &admin, None);
+    let (s, v) = call(
+        &server,
+        "DELETE",
+        "/api/v1/bus/organisations/mensa",
+        &admin,
+        None,
+    );
     assert_eq!(s, 204, "{v}");
     let (s, _) = call(&server, "GET", "/api/v1/bus/catalog", &member, None);
     assert_eq!(s, 401);
+}
 
 #[test]
 fn mqtt_bus_events_must_carry_a_source_of_their_topics_namespace() {

@@ -12,9 +12,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use civiclake_auth::{Permission, Principal};
+use civiclake_bus::catalog::source_topic;
 use civiclake_bus::schema::Compatibility;
 use civiclake_bus::subscription::SubscriptionSpec;
-use civiclake_bus::catalog::source_topic;
 use civiclake_bus::{Bus, BusError, ReplayFrom, SubscriptionStatus};
 use civiclake_core::{CloudEvent, ErrorClass};
 use serde::Deserialize;
@@ -284,7 +284,11 @@ pub(crate) async fn list_schemas(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require_any(&[Permission::BusAdmin, Permission::BusMember, Permission::Publish])?;
+    caller.require_any(&[
+        Permission::BusAdmin,
+        Permission::BusMember,
+        Permission::Publish,
+    ])?;
     let bus = bus(&state)?;
     let types = bus.with_registry(|r| {
         r.types()
@@ -346,7 +350,11 @@ pub(crate) async fn get_schema(
     caller: Caller,
     Path(event_type): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require_any(&[Permission::BusAdmin, Permission::BusMember, Permission::Publish])?;
+    caller.require_any(&[
+        Permission::BusAdmin,
+        Permission::BusMember,
+        Permission::Publish,
+    ])?;
     let bus = bus(&state)?;
     bus.with_registry(|r| {
         let versions = r.versions(&event_type).ok_or_else(|| {

@@ -128,7 +128,9 @@ pub(crate) async fn get_organisation(
 ) -> Result<Json<Value>, ApiError> {
     reader(&caller)?;
     bus(&state)?.with_catalog(|c| {
-        let o = c.organisation(&org).map_err(civiclake_bus::BusError::from)?;
+        let o = c
+            .organisation(&org)
+            .map_err(civiclake_bus::BusError::from)?;
         Ok(Json(org_json(c, o)))
     })
 }
@@ -458,9 +460,7 @@ pub(crate) struct MapOptions {
 pub(crate) fn map_days(days: Option<u32>) -> Result<u32, ApiError> {
     match days.unwrap_or(7) {
         d @ 1..=366 => Ok(d),
-        d => Err(ApiError::bad_request(format!(
-            "days={d}: give 1 to 366"
-        ))),
+        d => Err(ApiError::bad_request(format!("days={d}: give 1 to 366"))),
     }
 }
 

@@ -134,7 +134,10 @@ pub struct AuthStore {
 /// Whether `org` is a usable organisation name (the bus's rule for names).
 fn valid_org(org: &str) -> bool {
     org.len() <= 64
-        && org.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && org
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
         && org
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')

@@ -832,8 +832,11 @@ impl Bus {
                 owned.join(", ")
             )));
         }
-        self.record(actor, CatalogEvent::OrganisationDeleted { id: id.to_string() })
-            .await?;
+        self.record(
+            actor,
+            CatalogEvent::OrganisationDeleted { id: id.to_string() },
+        )
+        .await?;
         self.inner.catalog_data.write().delete_organisation(id);
         Ok(())
     }
@@ -917,7 +920,11 @@ impl Bus {
             },
         )
         .await?;
-        let created = self.inner.catalog_data.write().put_endpoint(endpoint.clone());
+        let created = self
+            .inner
+            .catalog_data
+            .write()
+            .put_endpoint(endpoint.clone());
         Ok((endpoint, created))
     }
 
@@ -964,7 +971,9 @@ impl Bus {
             let (source, ty) = (col(0), col(1));
             let events = cast(batch.column(2), &DataType::Int64);
             let (Ok(source), Ok(ty), Ok(events)) = (source, ty, events) else {
-                return Err(BusError::Unavailable("unexpected answer from the log".into()));
+                return Err(BusError::Unavailable(
+                    "unexpected answer from the log".into(),
+                ));
             };
             let (source, ty) = (source.as_string::<i32>(), ty.as_string::<i32>());
             let events = events.as_primitive::<Int64Type>();

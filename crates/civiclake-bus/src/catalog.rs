@@ -255,7 +255,10 @@ fn check_text(what: &str, text: &str, required: bool) -> Result<(), CatalogError
             text.len()
         )));
     }
-    if text.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+    if text
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
         return Err(invalid(format!("{what} holds control characters")));
     }
     Ok(())
@@ -322,7 +325,9 @@ fn name_error(e: String) -> CatalogError {
 /// The organisation and system of a CloudEvents source `/<org>/<system>[/...]`.
 pub fn source_parts(source: &str) -> Option<(&str, &str)> {
     let mut parts = source.strip_prefix('/')?.split('/');
-    let org = parts.next().filter(|s| check_name("organisation", s).is_ok())?;
+    let org = parts
+        .next()
+        .filter(|s| check_name("organisation", s).is_ok())?;
     let system = parts.next().filter(|s| check_name("system", s).is_ok())?;
     Some((org, system))
 }
@@ -395,10 +400,18 @@ impl Catalog {
     }
 
     /// Checks `system` (named `org`/`id`) for [`Self::put_system`].
-    pub fn check_system(&self, org: &str, id: &str, system: &mut System) -> Result<(), CatalogError> {
+    pub fn check_system(
+        &self,
+        org: &str,
+        id: &str,
+        system: &mut System,
+    ) -> Result<(), CatalogError> {
         self.organisation(org)?;
         check_name("system", id).map_err(name_error)?;
-        for (field, given, wanted) in [("organisation", &system.org, org), ("system", &system.id, id)] {
+        for (field, given, wanted) in [
+            ("organisation", &system.org, org),
+            ("system", &system.id, id),
+        ] {
             if !given.is_empty() && given != wanted {
                 return Err(invalid(format!(
                     "the body names {field} {given:?}, the URL {wanted:?}"
@@ -433,8 +446,7 @@ impl Catalog {
     pub fn delete_system(&mut self, org: &str, id: &str) -> Result<(), CatalogError> {
         self.system(org, id)?;
         self.systems.remove(&(org.to_string(), id.to_string()));
-        self.endpoints
-            .retain(|(o, s, _), _| !(o == org && s == id));
+        self.endpoints.retain(|(o, s, _), _| !(o == org && s == id));
         Ok(())
     }
 
@@ -485,7 +497,12 @@ impl Catalog {
     }
 
     /// Removes an endpoint.
-    pub fn delete_endpoint(&mut self, org: &str, system: &str, id: &str) -> Result<(), CatalogError> {
+    pub fn delete_endpoint(
+        &mut self,
+        org: &str,
+        system: &str,
+        id: &str,
+    ) -> Result<(), CatalogError> {
         self.endpoint(org, system, id)?;
         self.endpoints
             .remove(&(org.to_string(), system.to_string(), id.to_string()));
@@ -522,9 +539,7 @@ impl Catalog {
         self.organisation(org)?;
         self.systems
             .get(&(org.to_string(), id.to_string()))
-            .ok_or_else(|| {
-                CatalogError::NotFound(format!("organisation {org} has no system {id}"))
-            })
+            .ok_or_else(|| CatalogError::NotFound(format!("organisation {org} has no system {id}")))
     }
 
     /// The endpoints of a system.
@@ -596,7 +611,14 @@ const METHODS: [&str; 8] = [
 
 fn describe_openapi(doc: &Value, format: DocumentFormat) -> Result<Described, CatalogError> {
     let Value::Object(root) = doc else {
-        return Err(invalid("the document is not an OpenAPI object"));
+        let what = match doc {
+            Value::Array(_) => "a list",
+            Value::String(_) => "plain text",
+            _ => "a single value",
+        };
+        return Err(invalid(format!(
+            "the document is not an OpenAPI or WSDL document: it is {what}"
+        )));
     };
     let standard = match (root.get("openapi"), root.get("swagger")) {
         (Some(Value::String(v)), _) if v.starts_with("3.") => format!("OpenAPI {v}"),
@@ -617,8 +639,8 @@ fn describe_openapi(doc: &Value, format: DocumentFormat) -> Result<Described, Ca
         .and_then(Value::as_object)
         .ok_or_else(|| invalid("the OpenAPI document has no info object"))?;
     let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_string);
-    let title = text(info.get("title"))
-        .ok_or_else(|| invalid("the OpenAPI document has no info.title"))?;
+    let title =
+        text(info.get("title")).ok_or_else(|| invalid("the OpenAPI document has no info.title"))?;
     let api_version = text(info.get("version"))
         .ok_or_else(|| invalid("the OpenAPI document has no info.version"))?;
     let address = if standard.starts_with("OpenAPI") {
@@ -720,9 +742,7 @@ fn describe_wsdl(text: &str) -> Result<Described, CatalogError> {
     let mut documentation = String::new();
     loop {
         let (ns, event) = reader.read_resolved_event().map_err(|e| bad(&e))?;
-        let is_wsdl = |ns: &ResolveResult<'_>, wanted: &[u8]| {
-            matches!(ns, ResolveResult::Bound(n) if n.as_ref() == wanted)
-        };
+        let is_wsdl = |ns: &ResolveResult<'_>, wanted: &[u8]| matches!(ns, ResolveResult::Bound(n) if n.as_ref() == wanted);
         match event {
             Event::Start(ref e) | Event::Empty(ref e) => {
                 let empty = matches!(event, Event::Empty(_));
@@ -739,7 +759,11 @@ fn describe_wsdl(text: &str) -> Result<Described, CatalogError> {
                     };
                     title = attr(e, b"name")?;
                 }
-                let wsdl_ns = if version == Some("WSDL 2.0") { WSDL20 } else { WSDL11 };
+                let wsdl_ns = if version == Some("WSDL 2.0") {
+                    WSDL20
+                } else {
+                    WSDL11
+                };
                 let in_wsdl = is_wsdl(&ns, wsdl_ns);
                 let path: Vec<&str> = stack
                     .iter()
@@ -760,7 +784,12 @@ fn describe_wsdl(text: &str) -> Result<Described, CatalogError> {
                             summary: None,
                         });
                     }
-                    (true, "input" | "output", Some("operation"), Some("portType" | "interface")) => {
+                    (
+                        true,
+                        "input" | "output",
+                        Some("operation"),
+                        Some("portType" | "interface"),
+                    ) => {
                         let msg = match attr(e, b"message")? {
                             Some(m) => Some(m),
                             None => attr(e, b"element")?,
@@ -786,20 +815,14 @@ fn describe_wsdl(text: &str) -> Result<Described, CatalogError> {
                             soap_actions.entry(op.clone()).or_insert(action);
                         }
                     }
-                    (true, "service", _, _) => {
-                        if service_name.is_none() {
-                            service_name = attr(e, b"name")?;
-                        }
+                    (true, "service", _, _) if service_name.is_none() => {
+                        service_name = attr(e, b"name")?;
                     }
-                    (true, "endpoint", Some("service"), _) => {
-                        if address.is_none() {
-                            address = attr(e, b"address")?;
-                        }
+                    (true, "endpoint", Some("service"), _) if address.is_none() => {
+                        address = attr(e, b"address")?;
                     }
-                    (false, "address", Some("port"), Some("service")) => {
-                        if address.is_none() {
-                            address = attr(e, b"location")?;
-                        }
+                    (false, "address", Some("port"), Some("service")) if address.is_none() => {
+                        address = attr(e, b"location")?;
                     }
                     _ => {}
                 }
@@ -837,7 +860,10 @@ fn describe_wsdl(text: &str) -> Result<Described, CatalogError> {
                     match name.as_str() {
                         "documentation" if in_documentation => {
                             in_documentation = false;
-                            let doc = documentation.split_whitespace().collect::<Vec<_>>().join(" ");
+                            let doc = documentation
+                                .split_whitespace()
+                                .collect::<Vec<_>>()
+                                .join(" ");
                             if let Some(op) = operations.last_mut()
                                 && !doc.is_empty()
                             {
@@ -962,7 +988,10 @@ mod tests {
         assert!(e.to_string().contains("not well-formed"), "{e}");
         let e = describe_document(r#"<definitions xmlns="http://schemas.xmlsoap.org/wsdl/">"#)
             .unwrap_err();
-        assert!(e.to_string().contains("before its elements are closed"), "{e}");
+        assert!(
+            e.to_string().contains("before its elements are closed"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -1005,6 +1034,7 @@ mod tests {
                 "no paths",
             ),
             ("a: [b", "neither JSON, YAML nor XML"),
+            ("hello", "not an OpenAPI or WSDL document: it is plain text"),
         ] {
             let e = describe_document(doc).unwrap_err();
             assert!(e.to_string().contains(expected), "{doc:?}: {e}");
@@ -1058,7 +1088,10 @@ mod tests {
         let e = c.check_organisation("a b", &mut org("a")).unwrap_err();
         assert!(e.to_string().contains("organisation name"), "{e}");
 
-        let mut s = system(&["it.prato.school.menu.Published", "it.prato.school.menu.Published"]);
+        let mut s = system(&[
+            "it.prato.school.menu.Published",
+            "it.prato.school.menu.Published",
+        ]);
         let e = c.check_system("nobody", "menu", &mut s).unwrap_err();
         assert_eq!(e.http_status(), 404);
         c.check_system("mensa", "menu", &mut s).unwrap();
@@ -1082,7 +1115,14 @@ mod tests {
         assert!(c.put_endpoint(ep));
         assert_eq!(c.endpoints_of("mensa", "menu").count(), 1);
         let e = c
-            .check_endpoint("mensa", "menu", "x", Some("ftp://a".into()), WSDL_11.into(), 7)
+            .check_endpoint(
+                "mensa",
+                "menu",
+                "x",
+                Some("ftp://a".into()),
+                WSDL_11.into(),
+                7,
+            )
             .unwrap_err();
         assert!(e.to_string().contains("use http or https"), "{e}");
         c.delete_system("mensa", "menu").unwrap();
@@ -1095,7 +1135,10 @@ mod tests {
         assert_eq!(source_parts("/acme/billing/x"), Some(("acme", "billing")));
         assert_eq!(source_parts("/acme"), None);
         assert_eq!(source_parts("acme/billing"), None);
-        assert_eq!(source_topic("/acme/billing").as_deref(), Some("bus/acme/billing"));
+        assert_eq!(
+            source_topic("/acme/billing").as_deref(),
+            Some("bus/acme/billing")
+        );
         assert_eq!(
             source_topic("/acme/billing/a/").as_deref(),
             Some("bus/acme/billing/a")

@@ -113,10 +113,16 @@ pub fn build(
         );
         source_of.insert(id.clone(), s.source());
         for t in &s.produces {
-            produces.entry((id.clone(), t.clone())).or_default().declared = true;
+            produces
+                .entry((id.clone(), t.clone()))
+                .or_default()
+                .declared = true;
         }
         for t in &s.consumes {
-            consumes.entry((id.clone(), t.clone())).or_default().declared = true;
+            consumes
+                .entry((id.clone(), t.clone()))
+                .or_default()
+                .declared = true;
         }
     }
     for o in observed {
@@ -167,7 +173,9 @@ pub fn build(
                 .or_default()
                 .subscriptions
                 .insert(sub.name.clone());
-            let w = wired.entry((consumer.clone(), producer.clone())).or_default();
+            let w = wired
+                .entry((consumer.clone(), producer.clone()))
+                .or_default();
             w.0.insert(ty.clone());
             w.1.insert(sub.name.clone());
         }
@@ -263,7 +271,8 @@ const OBSERVED: &str = "#009E73";
 /// carries it, orange when only declared), a dashed green one is seen in the log or wired
 /// by a subscription but not declared in the catalog.
 pub fn svg(map: &EcosystemMap) -> String {
-    let names: BTreeMap<&str, &MapSystem> = map.systems.iter().map(|s| (s.id.as_str(), s)).collect();
+    let names: BTreeMap<&str, &MapSystem> =
+        map.systems.iter().map(|s| (s.id.as_str(), s)).collect();
     let producers: Vec<&str> = map
         .produces
         .iter()
@@ -293,7 +302,9 @@ pub fn svg(map: &EcosystemMap) -> String {
         out,
         r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" aria-labelledby="map-title" font-family="DejaVu Sans, sans-serif" font-size="12">"#
     );
-    out.push_str(r#"<title id="map-title">Who depends on whom: producers, event types, consumers</title>"#);
+    out.push_str(
+        r#"<title id="map-title">Who depends on whom: producers, event types, consumers</title>"#,
+    );
     for (x, label) in [
         (COLS[0], "Producers"),
         (COLS[1], "Event types"),
@@ -312,9 +323,20 @@ pub fn svg(map: &EcosystemMap) -> String {
             TOP + 16.0
         );
     }
-    let edge = |out: &mut String, x1: f64, y1: f64, x2: f64, y2: f64, colour: &str, dashed: bool, tip: &str| {
+    let edge = |out: &mut String,
+                x1: f64,
+                y1: f64,
+                x2: f64,
+                y2: f64,
+                colour: &str,
+                dashed: bool,
+                tip: &str| {
         let mid = (x1 + x2) / 2.0;
-        let dash = if dashed { r#" stroke-dasharray="6 4""# } else { "" };
+        let dash = if dashed {
+            r#" stroke-dasharray="6 4""#
+        } else {
+            ""
+        };
         let _ = write!(
             out,
             r#"<path d="M{x1},{y1} C{mid},{y1} {mid},{y2} {x2},{y2}" fill="none" stroke="{colour}" stroke-width="1.6"{dash}><title>{}</title></path>"#,
@@ -330,7 +352,8 @@ pub fn svg(map: &EcosystemMap) -> String {
         }
     };
     for l in &map.produces {
-        let (Some(p), Some(t)) = (index(&producers, &l.system), index(&types, &l.event_type)) else {
+        let (Some(p), Some(t)) = (index(&producers, &l.system), index(&types, &l.event_type))
+        else {
             continue;
         };
         let (c, dashed) = colour(l);
@@ -356,7 +379,8 @@ pub fn svg(map: &EcosystemMap) -> String {
         );
     }
     for l in &map.consumes {
-        let (Some(c_i), Some(t)) = (index(&consumers, &l.system), index(&types, &l.event_type)) else {
+        let (Some(c_i), Some(t)) = (index(&consumers, &l.system), index(&types, &l.event_type))
+        else {
             continue;
         };
         let (c, dashed) = colour(l);
@@ -416,15 +440,27 @@ pub fn svg(map: &EcosystemMap) -> String {
     }
     let legend_y = height - 24.0;
     for (i, (c, dashed, label)) in [
-        (WIRED, false, "declared, and events flow or a subscription carries them"),
+        (
+            WIRED,
+            false,
+            "declared, and events flow or a subscription carries them",
+        ),
         (DECLARED, false, "declared in the catalog only"),
-        (OBSERVED, true, "seen in the log or subscribed, not declared"),
+        (
+            OBSERVED,
+            true,
+            "seen in the log or subscribed, not declared",
+        ),
     ]
     .iter()
     .enumerate()
     {
         let x = 20.0 + i as f64 * 330.0;
-        let dash = if *dashed { r#" stroke-dasharray="6 4""# } else { "" };
+        let dash = if *dashed {
+            r#" stroke-dasharray="6 4""#
+        } else {
+            ""
+        };
         let _ = write!(
             out,
             r#"<line x1="{x}" y1="{legend_y}" x2="{}" y2="{legend_y}" stroke="{c}" stroke-width="2"{dash}/><text x="{}" y="{}" font-size="11">{label}</text>"#,
@@ -440,7 +476,7 @@ pub fn svg(map: &EcosystemMap) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::{Organisation, OrgKind, System};
+    use crate::catalog::{OrgKind, Organisation, System};
     use crate::filter::EventFilter;
     use crate::subscription::{RetryPolicy, TargetSpec};
 
@@ -474,7 +510,12 @@ mod tests {
         c
     }
 
-    fn sub(name: &str, owner: Option<&str>, system: Option<&str>, types: &[&str]) -> SubscriptionSpec {
+    fn sub(
+        name: &str,
+        owner: Option<&str>,
+        system: Option<&str>,
+        types: &[&str],
+    ) -> SubscriptionSpec {
         SubscriptionSpec {
             name: name.into(),
             owner: owner.map(str::to_string),
@@ -514,14 +555,24 @@ mod tests {
             },
         ];
         let subs = vec![
-            sub("portal-menu", Some("comune"), Some("portal"), &["it.prato.school.*"]),
+            sub(
+                "portal-menu",
+                Some("comune"),
+                Some("portal"),
+                &["it.prato.school.*"],
+            ),
             sub("audit-all", None, None, &[]),
         ];
         let map = build(&catalog(), &subs, &observed);
         let ids: Vec<&str> = map.systems.iter().map(|s| s.id.as_str()).collect();
         assert_eq!(
             ids,
-            ["comune/portal", "mensa/menu", "pagopa/nodo", "subscription:audit-all"]
+            [
+                "comune/portal",
+                "mensa/menu",
+                "pagopa/nodo",
+                "subscription:audit-all"
+            ]
         );
         assert!(!map.systems[2].in_catalog);
         assert_eq!(map.event_types, [PAID, MENU]);
@@ -548,20 +599,49 @@ mod tests {
             deps,
             [
                 // Wired by its subscription.
-                ("comune/portal", "mensa/menu", vec![MENU.to_string()], vec!["portal-menu".to_string()]),
+                (
+                    "comune/portal",
+                    "mensa/menu",
+                    vec![MENU.to_string()],
+                    vec!["portal-menu".to_string()]
+                ),
                 // Declared (consumes PAID), no subscription yet.
-                ("comune/portal", "pagopa/nodo", vec![PAID.to_string()], vec![]),
-                ("subscription:audit-all", "mensa/menu", vec![MENU.to_string()], vec!["audit-all".to_string()]),
-                ("subscription:audit-all", "pagopa/nodo", vec![PAID.to_string()], vec!["audit-all".to_string()]),
+                (
+                    "comune/portal",
+                    "pagopa/nodo",
+                    vec![PAID.to_string()],
+                    vec![]
+                ),
+                (
+                    "subscription:audit-all",
+                    "mensa/menu",
+                    vec![MENU.to_string()],
+                    vec!["audit-all".to_string()]
+                ),
+                (
+                    "subscription:audit-all",
+                    "pagopa/nodo",
+                    vec![PAID.to_string()],
+                    vec!["audit-all".to_string()]
+                ),
             ]
         );
         let svg = svg(&map);
         assert!(svg.starts_with("<svg"), "{svg}");
         assert!(svg.ends_with("</svg>"));
-        assert!(svg.contains("mensa/menu produces it.prato.school.menu.Published (12 events in the log)"));
-        assert!(svg.contains("comune/portal consumes it.prato.pagopa.Paid (declared, no subscription)"));
+        assert!(
+            svg.contains(
+                "mensa/menu produces it.prato.school.menu.Published (12 events in the log)"
+            )
+        );
+        assert!(
+            svg.contains("comune/portal consumes it.prato.pagopa.Paid (declared, no subscription)")
+        );
         assert!(svg.contains("pagopa/nodo: not in the catalog"));
-        assert_eq!(svg.matches("<path").count(), map.produces.len() + map.consumes.len());
+        assert_eq!(
+            svg.matches("<path").count(),
+            map.produces.len() + map.consumes.len()
+        );
     }
 
     #[test]

@@ -24,7 +24,13 @@ fn operator(
     caller: Option<Principal>,
     headers: &HeaderMap,
 ) -> Result<(Principal, Bus), Box<Response>> {
-    gate(state, caller, headers, &[Permission::BusAdmin], "operate the bus")
+    gate(
+        state,
+        caller,
+        headers,
+        &[Permission::BusAdmin],
+        "operate the bus",
+    )
 }
 
 /// The caller, if it has one of `permissions`, and the bus; else the page saying why not.

@@ -108,11 +108,7 @@ pub(crate) async fn catalog(
                     .map(|s| SystemRow {
                         name: s.name.clone(),
                         id: s.id.clone(),
-                        href: format!(
-                            "{}/{}",
-                            href("/bus/catalog/", &s.org),
-                            href("", &s.id)
-                        ),
+                        href: format!("{}/{}", href("/bus/catalog/", &s.org), href("", &s.id)),
                         owner: s.owner.clone(),
                         produces: joined(&s.produces),
                         consumes: joined(&s.consumes),
