@@ -297,3 +297,47 @@ fn dashboards_need_a_token_that_may_see_them() {
         .unwrap();
     assert_eq!(r.status(), 403);
 }
+
+/// `--demo` also runs a small bus: a catalog, schemas, a subscription to the portal, and
+/// events every few seconds, delivered — the `bus` dashboard and the map have something.
+#[test]
+fn the_demo_bus_fills_the_log_the_deliveries_and_the_map() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = demo_server(dir.path());
+    wait_until(Duration::from_secs(60), "demo bus deliveries", || {
+        server.scalar(
+            "SELECT count(*) FROM bus_deliveries WHERE subscription = 'portale-avvisi' AND status = 'delivered'",
+        ) >= 2.0
+    });
+    let types = server.query("SELECT DISTINCT \"type\" FROM bus_events ORDER BY 1");
+    assert!(!types.is_empty());
+    for t in &types {
+        assert!(
+            [
+                "it.prato.ambiente.aria.SogliaSuperata",
+                "it.prato.rifiuti.CassonettoPieno"
+            ]
+            .contains(&t["type"].as_str().unwrap_or("")),
+            "{t}"
+        );
+    }
+    let map: serde_json::Value = TestServer::client()
+        .get(format!("{}/api/v1/bus/map", server.url))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let portal: Vec<&serde_json::Value> = map["dependencies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["consumer"] == "comune-prato/portale")
+        .collect();
+    assert!(
+        portal
+            .iter()
+            .any(|d| d["producer"] == "comune-prato/sensori-aria"
+                && d["subscriptions"] == serde_json::json!(["portale-avvisi"])),
+        "{map}"
+    );
+}

@@ -293,7 +293,7 @@ pub fn svg(map: &EcosystemMap) -> String {
         .max(map.event_types.len())
         .max(1);
     let width = COLS[2] + BOX_W + 20.0;
-    let height = TOP + rows as f64 * ROW + 60.0;
+    let height = TOP + rows as f64 * ROW + 76.0;
     let y_of = |i: usize| TOP + i as f64 * ROW;
     let index = |list: &[&str], id: &str| list.iter().position(|x| *x == id);
     let types: Vec<&str> = map.event_types.iter().map(String::as_str).collect();
@@ -438,7 +438,6 @@ pub fn svg(map: &EcosystemMap) -> String {
     for (i, t) in types.iter().enumerate() {
         node(&mut out, COLS[1], y_of(i), t, t, "#eef5fb");
     }
-    let legend_y = height - 24.0;
     for (i, (c, dashed, label)) in [
         (
             WIRED,
@@ -455,7 +454,7 @@ pub fn svg(map: &EcosystemMap) -> String {
     .iter()
     .enumerate()
     {
-        let x = 20.0 + i as f64 * 330.0;
+        let y = height - 52.0 + i as f64 * 18.0;
         let dash = if *dashed {
             r#" stroke-dasharray="6 4""#
         } else {
@@ -463,10 +462,8 @@ pub fn svg(map: &EcosystemMap) -> String {
         };
         let _ = write!(
             out,
-            r#"<line x1="{x}" y1="{legend_y}" x2="{}" y2="{legend_y}" stroke="{c}" stroke-width="2"{dash}/><text x="{}" y="{}" font-size="11">{label}</text>"#,
-            x + 28.0,
-            x + 34.0,
-            legend_y + 4.0
+            r#"<line x1="20" y1="{y}" x2="48" y2="{y}" stroke="{c}" stroke-width="2"{dash}/><text x="56" y="{}" font-size="11">{label}</text>"#,
+            y + 4.0
         );
     }
     out.push_str("</svg>");

@@ -54,7 +54,7 @@ fn write_state(path: &Path, state: &DemoState) -> std::io::Result<()> {
     std::fs::rename(tmp, path)
 }
 
-fn now_micros() -> i64 {
+pub(crate) fn now_micros() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))

@@ -10,6 +10,7 @@
 mod bus_intake;
 pub mod config;
 mod demo;
+mod demo_bus;
 pub mod ingest;
 pub mod kafka;
 mod mqtt;
@@ -420,6 +421,9 @@ impl Server {
                 config.data_dir.clone(),
                 rx.clone(),
             )));
+            if let Some(bus) = &bus {
+                samplers.push(tokio::spawn(demo_bus::run(bus.clone(), rx.clone())));
+            }
         }
         let last_used = tokio::spawn(persist_last_used(store.clone(), rx));
         tracing::info!(%addr, data_dir = %config.data_dir.display(), "civiclake is serving");
