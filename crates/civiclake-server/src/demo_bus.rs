@@ -155,7 +155,7 @@ pub(crate) fn event(n: u64, now_micros: i64) -> CloudEvent {
         .wrapping_add(1_442_695_040_888_963_407)
         >> 33;
     let district = DISTRICTS[(r % 5) as usize];
-    let (source, ty, data) = if n % 3 == 0 {
+    let (source, ty, data) = if n.is_multiple_of(3) {
         (
             "/gestore-rifiuti/raccolta",
             BIN_FULL,
