@@ -471,6 +471,26 @@ pub fn kafka_error_is_final(code: Option<RDKafkaErrorCode>) -> bool {
     )
 }
 
+/// A librdkafka log line through `tracing` at the matching level; `client` names the
+/// client (a source's name, a producer's brokers), `what` its kind.
+pub fn log_librdkafka(
+    level: rdkafka::config::RDKafkaLogLevel,
+    what: &str,
+    client: &str,
+    facility: &str,
+    message: &str,
+) {
+    use rdkafka::config::RDKafkaLogLevel as L;
+    match level {
+        L::Emerg | L::Alert | L::Critical | L::Error => {
+            tracing::error!(client, facility, "{what}: {message}");
+        }
+        L::Warning => tracing::warn!(client, facility, "{what}: {message}"),
+        L::Notice | L::Info => tracing::info!(client, facility, "{what}: {message}"),
+        L::Debug => tracing::debug!(client, facility, "{what}: {message}"),
+    }
+}
+
 /// The producer context: librdkafka's logs and client errors through `tracing`.
 struct ProducerContext {
     brokers: String,
@@ -478,22 +498,7 @@ struct ProducerContext {
 
 impl rdkafka::client::ClientContext for ProducerContext {
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
-        use rdkafka::config::RDKafkaLogLevel as L;
-        let brokers = self.brokers.as_str();
-        match level {
-            L::Emerg | L::Alert | L::Critical | L::Error => {
-                tracing::error!(brokers, facility = fac, "bus Kafka producer: {log_message}");
-            }
-            L::Warning => {
-                tracing::warn!(brokers, facility = fac, "bus Kafka producer: {log_message}");
-            }
-            L::Notice | L::Info => {
-                tracing::info!(brokers, facility = fac, "bus Kafka producer: {log_message}");
-            }
-            L::Debug => {
-                tracing::debug!(brokers, facility = fac, "bus Kafka producer: {log_message}");
-            }
-        }
+        log_librdkafka(level, "bus Kafka producer", &self.brokers, fac, log_message);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {

@@ -294,24 +294,7 @@ struct SourceContext {
 
 impl ClientContext for SourceContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
-        let source = self.name.as_str();
-        match level {
-            RDKafkaLogLevel::Emerg
-            | RDKafkaLogLevel::Alert
-            | RDKafkaLogLevel::Critical
-            | RDKafkaLogLevel::Error => {
-                tracing::error!(source, facility = fac, "librdkafka: {log_message}");
-            }
-            RDKafkaLogLevel::Warning => {
-                tracing::warn!(source, facility = fac, "librdkafka: {log_message}");
-            }
-            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
-                tracing::info!(source, facility = fac, "librdkafka: {log_message}");
-            }
-            RDKafkaLogLevel::Debug => {
-                tracing::debug!(source, facility = fac, "librdkafka: {log_message}");
-            }
-        }
+        civiclake_bus::target::log_librdkafka(level, "librdkafka", &self.name, fac, log_message);
     }
 
     fn error(&self, error: RdKafkaError, reason: &str) {
