@@ -78,12 +78,13 @@ pub fn role_of(field: &Field) -> ColumnRole {
     }
 }
 
-/// Whether `data_type` may be the type of a field column.
+/// Whether `data_type` may be the type of a field column: Float64, Int64, Boolean, Utf8, or
+/// a timestamp of the `time` column's type (e.g. `window_end` of an aggregate).
 pub fn is_supported_field_type(data_type: &DataType) -> bool {
     matches!(
         data_type,
         DataType::Float64 | DataType::Int64 | DataType::Boolean | DataType::Utf8
-    )
+    ) || *data_type == time_type()
 }
 
 /// A short, user-facing name of a column type, as used in error messages.

@@ -45,6 +45,7 @@ fn delta_type(field: &Field) -> Result<DeltaType> {
         (_, DataType::Int64) => DeltaType::Primitive(PrimitiveType::Long),
         (_, DataType::Boolean) => DeltaType::Primitive(PrimitiveType::Boolean),
         (_, DataType::Utf8) => DeltaType::Primitive(PrimitiveType::String),
+        (_, DataType::Timestamp(_, Some(_))) => DeltaType::Primitive(PrimitiveType::Timestamp),
         (_, other) => {
             return Err(Error::InvalidWrite(format!(
                 "column '{}' of type {other} cannot be stored in Delta",
@@ -104,6 +105,9 @@ pub(crate) fn arrow_schema(delta: &StructType) -> Result<SchemaRef> {
             }
             (_, DeltaType::Primitive(PrimitiveType::String)) => {
                 field_column(f.name(), DataType::Utf8)
+            }
+            (_, DeltaType::Primitive(PrimitiveType::Timestamp)) => {
+                field_column(f.name(), civiclake_core::time_type())
             }
             (_, other) => {
                 return Err(Error::Internal(format!(

@@ -2,7 +2,7 @@
 
 mod changes;
 
-pub use changes::{CHECKPOINTS_TABLE, Change, ChangeOutcome, DeleteOutcome};
+pub use changes::{CHECKPOINTS_TABLE, Change, ChangeOutcome, DeleteOutcome, WriteObserver};
 
 use crate::config::LakeConfig;
 use crate::deletes::DeleteSet;
@@ -111,6 +111,7 @@ pub struct Lake {
     first_unflushed: Mutex<Option<Instant>>,
     shutting_down: AtomicBool,
     metrics: LakeMetrics,
+    observers: parking_lot::RwLock<Vec<Arc<dyn changes::WriteObserver>>>,
     _lock: Option<File>,
 }
 
@@ -210,6 +211,7 @@ impl Lake {
             first_unflushed: Mutex::new((replayed_changes > 0).then(Instant::now)),
             shutting_down: AtomicBool::new(false),
             metrics: lake_metrics,
+            observers: parking_lot::RwLock::default(),
             _lock: lock,
             config,
         }))

@@ -84,6 +84,26 @@ pub enum Change {
     },
 }
 
+/// Sees every [`Lake::apply`] call before it is logged and after it is acknowledged
+/// (continuous pipelines, the last-value cache). Not called for the WAL replay at open.
+///
+/// Both calls are synchronous and on the writer's task: keep them cheap (a look at the
+/// `time` column, a map update); anything slow belongs in a task of the observer's own.
+pub trait WriteObserver: Send + Sync + std::fmt::Debug {
+    /// May change what is about to be logged, e.g. divert rows to another table or add
+    /// rows; whatever it leaves in `changes` is checked and logged as one record.
+    /// `now_micros` is the arrival time.
+    fn before_write(&self, changes: &mut Vec<Change>, now_micros: i64) {
+        let _ = (changes, now_micros);
+    }
+
+    /// The rows (by [`Change::Rows`] and [`Change::ReplaceByKey`]) of a record that is now
+    /// durable and visible to queries, with the record's arrival time.
+    fn after_write(&self, rows: &[(String, RecordBatch)], now_micros: i64) {
+        let _ = (rows, now_micros);
+    }
+}
+
 /// What [`Lake::apply`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ChangeOutcome {
@@ -418,12 +438,28 @@ impl Lake {
     /// Applies changes durably and atomically: they are checked, logged in one WAL record
     /// (fsynced), then applied to the buffer in order; deletes are pending for the files
     /// until the next flush rewrites them (queries do not see the deleted rows meanwhile).
-    pub async fn apply(&self, changes: Vec<Change>) -> Result<ChangeOutcome> {
+    pub async fn apply(&self, mut changes: Vec<Change>) -> Result<ChangeOutcome> {
         let wal = self.wal.as_ref().ok_or(Error::ReadOnly)?;
         if self.shutting_down.load(Ordering::Acquire) {
             return Err(Error::ShuttingDown);
         }
         self.check_saturation()?;
+        let observers = self.observers.read().clone();
+        let now = chrono::Utc::now().timestamp_micros();
+        let mut observed = Vec::new();
+        if !observers.is_empty() {
+            for o in &observers {
+                o.before_write(&mut changes, now);
+            }
+            for change in &changes {
+                if let Change::Rows { table, batch } | Change::ReplaceByKey { table, batch, .. } =
+                    change
+                    && batch.num_rows() > 0
+                {
+                    observed.push((table.clone(), batch.clone()));
+                }
+            }
+        }
         let mut entries = Vec::with_capacity(changes.len());
         let mut ops = Vec::with_capacity(changes.len());
         for change in changes {
@@ -449,7 +485,24 @@ impl Lake {
             .rows_written
             .fetch_add(outcome.rows_written as u64, Ordering::Relaxed);
         self.metrics.writes.fetch_add(1, Ordering::Relaxed);
+        if !observed.is_empty() {
+            for o in &observers {
+                o.after_write(&observed, now);
+            }
+        }
         Ok(outcome)
+    }
+
+    /// Adds an observer of every later write (see [`WriteObserver`]).
+    pub fn add_observer(&self, observer: Arc<dyn WriteObserver>) {
+        self.observers.write().push(observer);
+    }
+
+    /// Removes an observer added with [`Lake::add_observer`] (compared by pointer).
+    pub fn remove_observer(&self, observer: &Arc<dyn WriteObserver>) {
+        self.observers
+            .write()
+            .retain(|o| !Arc::ptr_eq(o, observer));
     }
 
     fn prepare(&self, change: Change, entries: &mut Vec<Entry>, ops: &mut Vec<Op>) -> Result<()> {
