@@ -118,6 +118,47 @@ impl SqlScope {
     pub fn read_only(&self) -> bool {
         self.read_only
     }
+
+    /// `batch` (rows of `table`) with the columns this scope sees masked replaced as in
+    /// queries: strings and tags by `***`, other values by NULL.
+    pub fn mask_batch(
+        &self,
+        table: &str,
+        batch: RecordBatch,
+    ) -> datafusion::common::Result<RecordBatch> {
+        let Some(mask) = &self.mask else {
+            return Ok(batch);
+        };
+        let schema = batch.schema();
+        let mut columns = batch.columns().to_vec();
+        let mut changed = false;
+        for (i, field) in schema.fields().iter().enumerate() {
+            if field.name() == civiclake_core::TIME_COLUMN || !mask(table, field.name()) {
+                continue;
+            }
+            let rows = batch.num_rows();
+            columns[i] = match field.data_type() {
+                DataType::Utf8 | DataType::Dictionary(_, _) => {
+                    let masked = datafusion::arrow::array::StringArray::from(vec!["***"; rows]);
+                    datafusion::arrow::compute::cast(&masked, field.data_type())?
+                }
+                other => datafusion::arrow::array::new_null_array(other, rows),
+            };
+            changed = true;
+        }
+        if !changed {
+            return Ok(batch);
+        }
+        let fields: Vec<_> = schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_nullable(true))
+            .collect();
+        Ok(RecordBatch::try_new(
+            Arc::new(datafusion::arrow::datatypes::Schema::new(fields)),
+            columns,
+        )?)
+    }
 }
 
 /// The lake's tables as DataFusion's `public` schema; a table is looked up when a query
@@ -262,6 +303,7 @@ pub struct QueryEngine {
     base: SessionState,
     config: QueryConfig,
     views: Views,
+    latest: Arc<crate::latest::LatestCache>,
 }
 
 impl QueryEngine {
@@ -289,6 +331,7 @@ impl QueryEngine {
             base,
             config,
             views: Arc::default(),
+            latest: Arc::default(),
         })
     }
 
@@ -319,6 +362,12 @@ impl QueryEngine {
     /// The views, by name.
     pub fn views(&self) -> BTreeMap<String, ViewDef> {
         self.views.read().clone()
+    }
+
+    /// The last-value cache answering `latest('table')` (filled by whoever observes the
+    /// writes: the pipelines runtime).
+    pub fn latest_cache(&self) -> &Arc<crate::latest::LatestCache> {
+        &self.latest
     }
 
     /// The lake this engine reads.
@@ -365,7 +414,15 @@ impl QueryEngine {
             .with_runtime_env(runtime)
             .with_catalog_list(catalogs)
             .build();
-        Ok(SessionContext::new_with_state(state))
+        let ctx = SessionContext::new_with_state(state);
+        ctx.register_udtf(
+            "latest",
+            Arc::new(crate::latest::LatestFunction {
+                cache: self.latest.clone(),
+                scope: scope.clone(),
+            }),
+        );
+        Ok(ctx)
     }
 
     fn limit_mib(&self) -> usize {

@@ -12,6 +12,7 @@
 mod delete_filter;
 mod engine;
 mod error;
+mod latest;
 mod predicate_sql;
 mod provider;
 
@@ -19,4 +20,5 @@ pub use engine::{
     ColumnMask, QueryConfig, QueryEngine, QueryResult, SqlScope, TableFilter, ViewDef,
 };
 pub use error::{Error, Result};
+pub use latest::LatestCache;
 pub use predicate_sql::parse_predicate;
