@@ -611,3 +611,95 @@ async fn many_groups() {
     let last: i64 = (9000..10000).sum();
     assert_eq!(got, vec![format!("1000 {first} {last}")]);
 }
+
+/// A restricted session of the engine has the functions too, over the lake's own types
+/// (dictionary tags, `Timestamp(µs, "UTC")`), with rows in a file and in the buffer.
+#[tokio::test]
+async fn restricted_sessions_of_the_engine_have_them() {
+    use crate::{QueryConfig, QueryEngine, SqlScope};
+    use civiclake_core::{field_column, tag_column, time_column};
+    use civiclake_lake::{Lake, LakeConfig, OpenMode};
+    use datafusion::arrow::array::{RecordBatch, StringDictionaryBuilder};
+    use datafusion::arrow::datatypes::{Int32Type, Schema};
+
+    fn readings(rows: &[(&str, &str, Option<f64>)]) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            time_column(),
+            tag_column("sensor"),
+            field_column("pm25", DataType::Float64),
+        ]));
+        let mut tags = StringDictionaryBuilder::<Int32Type>::new();
+        rows.iter().for_each(|r| tags.append_value(r.0));
+        let times = TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| at(r.1)));
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(times.with_timezone(UTC)),
+                Arc::new(tags.finish()),
+                Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.2))),
+            ],
+        )
+        .expect("batch")
+    }
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = LakeConfig::new(dir.path());
+    config.wal_fsync = false;
+    let lake = Lake::open(config, OpenMode::ReadWrite).await.expect("lake");
+    let engine = QueryEngine::new(lake.clone(), QueryConfig::default()).expect("engine");
+    let write = |rows: RecordBatch| {
+        let lake = lake.clone();
+        async move { lake.write(vec![("air".into(), rows)]).await.expect("write") }
+    };
+    write(readings(&[
+        ("a1", "2026-01-01T00:04:00Z", Some(2.0)),
+        ("a1", "2026-01-01T00:01:00Z", Some(1.0)),
+        ("b2", "2026-01-01T00:02:00Z", Some(7.0)),
+    ]))
+    .await;
+    lake.flush().await.expect("flush");
+    write(readings(&[
+        ("a1", "2026-01-01T00:00:00Z", Some(0.5)),
+        ("a1", "2026-01-01T00:09:00Z", None),
+        ("b2", "2026-01-01T00:06:00Z", Some(9.0)),
+    ]))
+    .await;
+
+    let scope = SqlScope::restricted(Arc::new(|t: &str| t == "air"), None);
+    let result = engine
+        .sql_as(
+            "SELECT time_bucket(INTERVAL '5 minutes', time) AS b, sensor, \
+             first(pm25, time) AS f, last(pm25, time) AS l, last(sensor, time) AS s \
+             FROM air GROUP BY b, sensor ORDER BY b, sensor",
+            &scope,
+        )
+        .await
+        .expect("query");
+    let options = FormatOptions::default().with_null("NULL");
+    let mut got = Vec::new();
+    for batch in &result.batches {
+        for row in 0..batch.num_rows() {
+            let cells: Vec<String> = batch
+                .columns()
+                .iter()
+                .map(|c| {
+                    ArrayFormatter::try_new(c.as_ref(), &options)
+                        .expect("format")
+                        .value(row)
+                        .to_string()
+                })
+                .collect();
+            got.push(cells.join(" "));
+        }
+    }
+    assert_eq!(
+        got,
+        vec![
+            "2026-01-01T00:00:00Z a1 0.5 2.0 a1",
+            "2026-01-01T00:00:00Z b2 7.0 7.0 b2",
+            "2026-01-01T00:05:00Z a1 NULL NULL a1",
+            "2026-01-01T00:05:00Z b2 9.0 9.0 b2",
+        ]
+    );
+    lake.shutdown().await.expect("shutdown");
+}
