@@ -821,6 +821,9 @@ impl PickGroups {
         total_num_groups: usize,
         pick: Pick,
     ) -> Result<()> {
+        // New groups hold a NULL, whose heap (a time zone name...) is counted too.
+        let added = total_num_groups.saturating_sub(self.values.len());
+        self.heap += added * heap_size(&self.null);
         self.values.resize(total_num_groups, self.null.clone());
         self.times.resize(total_num_groups, None);
         self.winners.resize(total_num_groups, NO_ROW);
@@ -842,7 +845,7 @@ impl PickGroups {
         for &g in &touched {
             let value = ScalarValue::try_from_array(rows.value, self.winners[g])?;
             self.winners[g] = NO_ROW;
-            self.heap = self.heap + heap_size(&value) - heap_size(&self.values[g]);
+            self.heap = (self.heap + heap_size(&value)).saturating_sub(heap_size(&self.values[g]));
             self.values[g] = value;
         }
         touched.clear();
@@ -854,7 +857,8 @@ impl PickGroups {
         let values = emit_to.take_needed(&mut self.values);
         let times = emit_to.take_needed(&mut self.times);
         let _ = emit_to.take_needed(&mut self.winners);
-        self.heap -= values.iter().map(heap_size).sum::<usize>();
+        let taken: usize = values.iter().map(heap_size).sum();
+        self.heap = self.heap.saturating_sub(taken);
         let array = if values.is_empty() {
             new_empty_array(&self.data_type)
         } else {

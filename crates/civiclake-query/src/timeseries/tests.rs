@@ -410,6 +410,46 @@ fn emit_first_keeps_the_other_groups() {
     assert_eq!(g.heap, 0);
 }
 
+/// Values with heap of their own even when NULL (a timestamp's time zone).
+#[test]
+fn timestamp_values_account_their_heap() {
+    let null = ScalarValue::TimestampMicrosecond(None, Some(UTC.into()));
+    let mut g = PickGroups {
+        pick: Pick::ValueAt,
+        data_type: time_type(),
+        null: null.clone(),
+        values: Vec::new(),
+        times: Vec::new(),
+        winners: Vec::new(),
+        touched: Vec::new(),
+        heap: 0,
+    };
+    let times = timestamps_utc(&[
+        Some("2026-01-01T00:03:00Z"),
+        Some("2026-01-01T00:01:00Z"),
+        Some("2026-01-01T00:02:00Z"),
+    ]);
+    let t = timestamps_utc(&[
+        Some("2026-01-01T00:02:30Z"),
+        Some("2026-01-01T00:02:30Z"),
+        Some("2026-01-01T00:01:00Z"),
+    ]);
+    g.update_batch(
+        &[Arc::clone(&times), Arc::clone(&times), t],
+        &[0, 0, 1],
+        None,
+        4,
+    )
+    .expect("update");
+    assert_eq!(g.heap, 4 * heap_size(&null));
+    let state = g.state(EmitTo::All).expect("state");
+    assert_eq!(g.heap, 0);
+    assert_eq!(state[0].data_type(), &time_type());
+    let values = state[0].as_primitive::<TimestampMicrosecondType>();
+    assert_eq!(values.value(0), at("2026-01-01T00:01:00Z"));
+    assert!(values.is_null(1) && values.is_null(2) && values.is_null(3));
+}
+
 async fn context() -> SessionContext {
     let config = SessionConfig::new()
         .set_str("datafusion.execution.time_zone", "+00:00")
