@@ -236,7 +236,10 @@ impl Bucketing {
                 describe(&interval)
             ));
         }
-        let stride = i64::from(days) * MICROS_PER_DAY + nanoseconds / 1000;
+        let stride = i64::from(days)
+            .checked_mul(MICROS_PER_DAY)
+            .and_then(|d| d.checked_add(nanoseconds / 1000))
+            .ok_or_else(|| format!("the interval is too long, got {}", describe(&interval)))?;
         if days == 0 && tz.is_none() {
             return Ok(Self::Absolute {
                 stride,
@@ -285,8 +288,12 @@ impl Bucketing {
 }
 
 fn parse_timezone(name: &str) -> Result<Tz, String> {
-    name.parse::<Tz>()
-        .map_err(|_| format!("unknown time zone {name:?} (use an IANA name such as 'Europe/Rome')"))
+    name.parse::<Tz>().map_err(|_| {
+        format!(
+            "unknown time zone {name:?} (use an IANA name such as 'Europe/Rome'; \
+                 an origin is a TIMESTAMP)"
+        )
+    })
 }
 
 // ---------------------------------------------------------------------------------------------

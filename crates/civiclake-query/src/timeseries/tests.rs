@@ -267,6 +267,14 @@ fn bad_intervals_and_zones_are_errors() {
     assert!(err(IntervalMonthDayNano::new(1, 1, 0)).contains("cannot also have days"));
     assert!(err(IntervalMonthDayNano::new(1, 0, 1_000)).contains("cannot also have days"));
     assert!(err(IntervalMonthDayNano::new(0, 0, 1_500)).contains("whole number of microseconds"));
+    assert!(err(IntervalMonthDayNano::new(0, i32::MAX, 0)).contains("too long"));
+    // Far from the origin: an error, not an overflow.
+    let b = Bucketing::new(minutes(1), Some(i64::MAX), None).expect("bucketing");
+    assert!(
+        b.bucket(i64::MIN)
+            .expect_err("overflow")
+            .contains("too far")
+    );
     assert!(
         parse_timezone("Europe/Atlantis")
             .expect_err("unknown")
