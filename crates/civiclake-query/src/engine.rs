@@ -321,11 +321,14 @@ impl QueryEngine {
         let runtime = RuntimeEnvBuilder::new()
             .build_arc()
             .map_err(|e| Error::Execution(e.to_string()))?;
-        let base = SessionStateBuilder::new()
+        let mut base = SessionStateBuilder::new()
             .with_config(session)
             .with_runtime_env(runtime)
             .with_default_features()
             .build();
+        // Sessions are built from `base`, so every one (restricted too) has them.
+        crate::timeseries::register_timeseries(&mut base)
+            .map_err(|e| Error::Execution(e.to_string()))?;
         Ok(Self {
             lake,
             base,

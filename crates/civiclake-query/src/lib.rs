@@ -7,7 +7,9 @@
 //! Each query runs in a session of its own with a memory pool (`query.memory_limit`) and a
 //! time limit (`query.timeout`). Rows of the files that a delete still pending for them
 //! matches are filtered out of the scan. [`parse_predicate`] turns a SQL condition into the
-//! lake's [`civiclake_core::RowPredicate`] (for deletes given as text).
+//! lake's [`civiclake_core::RowPredicate`] (for deletes given as text). Every session has
+//! the time-series functions of [`register_timeseries`] (`time_bucket`, `locf`,
+//! `interpolate`, `first`, `last`, `value_at`).
 
 mod delete_filter;
 mod engine;
@@ -15,6 +17,7 @@ mod error;
 mod latest;
 mod predicate_sql;
 mod provider;
+mod timeseries;
 
 pub use engine::{
     ColumnMask, QueryConfig, QueryEngine, QueryResult, SqlScope, TableFilter, ViewDef,
@@ -22,3 +25,4 @@ pub use engine::{
 pub use error::{Error, Result};
 pub use latest::LatestCache;
 pub use predicate_sql::parse_predicate;
+pub use timeseries::{DEFAULT_BUCKET_TIMEZONE, register_timeseries};
