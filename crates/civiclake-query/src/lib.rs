@@ -14,9 +14,11 @@ mod engine;
 mod error;
 mod predicate_sql;
 mod provider;
+mod rollup;
 
 pub use engine::{
     ColumnMask, QueryConfig, QueryEngine, QueryResult, SqlScope, TableFilter, ViewDef,
 };
 pub use error::{Error, Result};
 pub use predicate_sql::parse_predicate;
+pub use rollup::RollupDef;
