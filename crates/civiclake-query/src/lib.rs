@@ -7,7 +7,9 @@
 //! Each query runs in a session of its own with a memory pool (`query.memory_limit`) and a
 //! time limit (`query.timeout`). Rows of the files that a delete still pending for them
 //! matches are filtered out of the scan. [`parse_predicate`] turns a SQL condition into the
-//! lake's [`civiclake_core::RowPredicate`] (for deletes given as text).
+//! lake's [`civiclake_core::RowPredicate`] (for deletes given as text). An aggregate over a
+//! table with a registered rollup ([`RollupDef`]) is answered from the rollup's complete
+//! buckets plus the raw rows not rolled up, where that gives the same answer.
 
 mod delete_filter;
 mod engine;

@@ -216,9 +216,6 @@ impl OptimizerRule for RollupRule {
 impl RollupRule {
     fn try_rewrite(&self, aggregate: &Aggregate) -> Option<LogicalPlan> {
         let query = Query::of(aggregate)?;
-        if query.masked(&self.scope) {
-            return None;
-        }
         let mut candidates: Vec<RollupDef> = self
             .rollups
             .read()
@@ -226,6 +223,9 @@ impl RollupRule {
             .filter(|d| d.source == query.table)
             .cloned()
             .collect();
+        if candidates.is_empty() || query.masked(&self.scope) {
+            return None;
+        }
         // The coarsest rollup that can answer reads the fewest rows.
         candidates.sort_by_key(|d| std::cmp::Reverse(d.bucket_micros));
         candidates.into_iter().find_map(|def| {
