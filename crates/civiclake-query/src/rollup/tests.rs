@@ -6,7 +6,7 @@ use datafusion::arrow::array::{
     ArrayRef, Float64Array, Int64Array, RecordBatch, StringDictionaryBuilder,
     TimestampMicrosecondArray,
 };
-use datafusion::arrow::compute::cast;
+use datafusion::arrow::compute::cast as cast_array;
 use datafusion::arrow::datatypes::{DataType, Field, Int32Type, Schema};
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use std::sync::Arc;
@@ -94,7 +94,7 @@ async fn write_rollup(engine: &QueryEngine, target: &str, bucket: &str, until: i
                 _ if name.ends_with("count") => field_column(name, DataType::Int64),
                 _ => field_column(name, DataType::Float64),
             };
-            columns.push(cast(column, field.data_type()).unwrap());
+            columns.push(cast_array(column, field.data_type()).unwrap());
             fields.push(field);
         }
         let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
@@ -189,7 +189,7 @@ async fn assert_not_rewritten(engine: &QueryEngine, sql: &str, scope: &SqlScope)
 }
 
 /// Queries the rollup answers, with their expected number of rows.
-const REWRITTEN: [(&str, usize); 13] = [
+const REWRITTEN: [(&str, usize); 15] = [
     // Per sensor, hourly: 5 sensors x 48 h.
     (
         "SELECT sensor, date_bin(INTERVAL '1 hour', time) AS h, avg(pm25) AS mean, \
@@ -252,6 +252,18 @@ const REWRITTEN: [(&str, usize); 13] = [
          avg(a.pm25) AS m FROM air a WHERE a.sensor = 's2' GROUP BY 1) t",
         1,
     ),
+    // Bounds with digits below the µs (read at µs by DataFusion: both ends are in).
+    (
+        "SELECT count(*), sum(pm25) FROM air WHERE time >= '2026-01-01T03:17:00.0000005Z' \
+         AND time <= '2026-01-01T09:00:00.0000001Z'",
+        1,
+    ),
+    // A bound from now(), folded once per query.
+    (
+        "SELECT sensor, count(*) FROM air WHERE time > now() - INTERVAL '36500 days' \
+         GROUP BY sensor",
+        5,
+    ),
     // DISTINCT on series columns is an aggregate too.
     (
         "SELECT DISTINCT district FROM air WHERE time < '2026-01-02T00:00:00Z'",
@@ -309,6 +321,9 @@ async fn rollup_answers_equal_raw_answers() {
     assert_eq!(cells(&rows[0]), vec![(minutes * 5).to_string()]);
     let rows = assert_rewritten(&engine, REWRITTEN[9].0).await;
     assert_eq!(cells(&rows[0]), vec!["0", "0", "", "", ""]);
+    let rows = assert_rewritten(&engine, REWRITTEN[11].0).await;
+    let minutes = (9 * 60 + 1) - (3 * 60 + 17);
+    assert_eq!(cells(&rows[0])[0], (minutes * 5).to_string());
     let rows = assert_rewritten(&engine, REWRITTEN[8].0).await;
     let silent: Vec<Vec<String>> = rows
         .iter()
@@ -486,4 +501,122 @@ async fn rollup_the_coarsest_rollup_that_fits_is_chosen() {
         assert_rewritten(&engine, REWRITTEN[0].0).await.len(),
         5 * 72
     );
+}
+
+#[test]
+fn rollup_time_bounds_are_exact_in_microseconds() {
+    use super::TimeRange;
+    use datafusion::common::ScalarValue;
+    use datafusion::logical_expr::{Expr, cast, col, lit};
+    let ns = |v: i64| {
+        lit(ScalarValue::TimestampNanosecond(
+            Some(v),
+            Some("UTC".into()),
+        ))
+    };
+    let us = |v: i64| {
+        lit(ScalarValue::TimestampMicrosecond(
+            Some(v),
+            Some("UTC".into()),
+        ))
+    };
+    let time_ns = || {
+        cast(
+            col("time"),
+            DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
+        )
+    };
+    let range = |conjuncts: Vec<Expr>| {
+        let mut r = TimeRange::default();
+        conjuncts
+            .iter()
+            .all(|c| r.narrow(c))
+            .then_some((r.lo, r.hi))
+    };
+    use datafusion::arrow::datatypes::TimeUnit;
+    // time_ns >= 1500 ns: time >= 2 µs; time_ns <= 4000 ns: time < 5 µs.
+    assert_eq!(
+        range(vec![time_ns().gt_eq(ns(1500)), time_ns().lt_eq(ns(4000))]),
+        Some((Some(2), Some(5)))
+    );
+    // > 2000 ns: >= 3 µs; < 2001 ns: < 3 µs.
+    assert_eq!(
+        range(vec![time_ns().gt(ns(2000)), time_ns().lt(ns(2001))]),
+        Some((Some(3), Some(3)))
+    );
+    // Reversed, and equality.
+    assert_eq!(
+        range(vec![us(10).lt(col("time")), col("time").eq(us(20))]),
+        Some((Some(20), Some(21)))
+    );
+    assert_eq!(
+        range(vec![col("time").between(us(-5), us(7))]),
+        Some((Some(-5), Some(8)))
+    );
+    // Not bounds on time against a literal.
+    assert_eq!(range(vec![col("time").gt(col("other"))]), None);
+    assert_eq!(range(vec![col("pm25").gt(lit(1.0))]), None);
+    assert_eq!(range(vec![col("time").not_between(us(1), us(2))]), None);
+    assert_eq!(
+        range(vec![
+            col("time").gt(lit(ScalarValue::TimestampMicrosecond(None, None)))
+        ]),
+        None
+    );
+}
+
+#[test]
+fn rollup_bucket_expressions_nest_in_the_rollup_grid() {
+    use super::bucket_is_compatible;
+    use datafusion::common::ScalarValue;
+    use datafusion::functions::datetime::expr_fn::{date_bin, date_trunc};
+    use datafusion::logical_expr::cast;
+    use datafusion::logical_expr::{col, lit};
+    let interval = |nanos: i64| lit(ScalarValue::new_interval_mdn(0, 0, nanos));
+    let origin = |us: i64| {
+        lit(ScalarValue::TimestampMicrosecond(
+            Some(us),
+            Some("UTC".into()),
+        ))
+    };
+    let hour_ns = 3_600_000_000_000;
+    let bin = |stride: i64, o: i64| date_bin(interval(stride), col("time"), origin(o));
+    assert!(bucket_is_compatible(&bin(hour_ns, 0), HOUR));
+    assert!(bucket_is_compatible(&bin(3 * hour_ns, 7 * HOUR), HOUR));
+    assert!(bucket_is_compatible(&bin(hour_ns, -HOUR), HOUR));
+    assert!(!bucket_is_compatible(&bin(hour_ns / 2, 0), HOUR));
+    assert!(!bucket_is_compatible(&bin(hour_ns, HOUR / 2), HOUR));
+    assert!(!bucket_is_compatible(
+        &bin(90 * 60 * 1_000_000_000, 0),
+        HOUR
+    ));
+    assert!(!bucket_is_compatible(
+        &date_bin(
+            lit(ScalarValue::new_interval_mdn(1, 0, 0)),
+            col("time"),
+            origin(0)
+        ),
+        HOUR
+    ));
+    let trunc = |unit: &str| date_trunc(lit(unit), col("time"));
+    assert!(bucket_is_compatible(&trunc("hour"), HOUR));
+    assert!(bucket_is_compatible(&trunc("day"), HOUR));
+    assert!(bucket_is_compatible(&trunc("month"), HOUR));
+    assert!(!bucket_is_compatible(&trunc("minute"), HOUR));
+    assert!(!bucket_is_compatible(&trunc("week"), 7 * 24 * HOUR));
+    assert!(bucket_is_compatible(&trunc("minute"), 20 * 1_000_000));
+    assert!(!bucket_is_compatible(&trunc("fortnight"), HOUR));
+    // Not on time, or in another time zone.
+    assert!(!bucket_is_compatible(
+        &date_trunc(lit("day"), col("other")),
+        HOUR
+    ));
+    let rome = cast(
+        col("time"),
+        DataType::Timestamp(
+            datafusion::arrow::datatypes::TimeUnit::Microsecond,
+            Some("Europe/Rome".into()),
+        ),
+    );
+    assert!(!bucket_is_compatible(&date_trunc(lit("day"), rome), HOUR));
 }
