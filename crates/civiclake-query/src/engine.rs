@@ -3,6 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::provider::LakeTable;
+use crate::rollup::Rollups;
 use civiclake_lake::Lake;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::datatypes::SchemaRef;
@@ -25,6 +26,7 @@ use parking_lot::RwLock;
 use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// Limits and tuning of queries.
@@ -158,6 +160,11 @@ impl SqlScope {
             Arc::new(datafusion::arrow::datatypes::Schema::new(fields)),
             columns,
         )?)
+    }
+
+    /// Whether the session sees `column` of `table` masked.
+    pub(crate) fn masks(&self, table: &str, column: &str) -> bool {
+        self.mask.as_ref().is_some_and(|m| m(table, column))
     }
 }
 
@@ -304,6 +311,8 @@ pub struct QueryEngine {
     config: QueryConfig,
     views: Views,
     latest: Arc<crate::latest::LatestCache>,
+    pub(crate) rollups: Rollups,
+    use_rollups: Arc<AtomicBool>,
 }
 
 impl QueryEngine {
@@ -335,6 +344,8 @@ impl QueryEngine {
             config,
             views: Arc::default(),
             latest: Arc::default(),
+            rollups: Arc::default(),
+            use_rollups: Arc::new(AtomicBool::new(true)),
         })
     }
 
@@ -388,9 +399,18 @@ impl QueryEngine {
         self.session_as(&SqlScope::unrestricted())
     }
 
+    /// Turns the use of rollups by the planner on (the default) or off, for every session.
+    pub fn set_use_rollups(&self, on: bool) {
+        self.use_rollups.store(on, Ordering::Relaxed);
+    }
+
     /// A session for one query that sees what `scope` allows, with its own memory pool and
-    /// its own catalog.
+    /// its own catalog; aggregates are answered from rollups where they can be.
     pub fn session_as(&self, scope: &SqlScope) -> Result<SessionContext> {
+        self.session_with(scope, self.use_rollups.load(Ordering::Relaxed))
+    }
+
+    fn session_with(&self, scope: &SqlScope, rollups: bool) -> Result<SessionContext> {
         let pool = TrackConsumersPool::new(
             GreedyMemoryPool::new(self.config.memory_limit),
             NonZeroUsize::new(3).unwrap_or(NonZeroUsize::MIN),
@@ -413,11 +433,13 @@ impl QueryEngine {
             .map_err(|e| Error::Execution(e.to_string()))?;
         let catalogs = Arc::new(MemoryCatalogProviderList::new());
         catalogs.register_catalog("datafusion".into(), catalog);
-        let state = SessionStateBuilder::new_from_existing(self.base.clone())
+        let mut state = SessionStateBuilder::new_from_existing(self.base.clone())
             .with_runtime_env(runtime)
-            .with_catalog_list(catalogs)
-            .build();
-        let ctx = SessionContext::new_with_state(state);
+            .with_catalog_list(catalogs);
+        if let Some(rule) = self.rollup_rule(scope, rollups) {
+            state = state.with_optimizer_rule(rule);
+        }
+        let ctx = SessionContext::new_with_state(state.build());
         ctx.register_udtf(
             "latest",
             Arc::new(crate::latest::LatestFunction {
@@ -437,9 +459,20 @@ impl QueryEngine {
         self.sql_as(sql, &SqlScope::unrestricted()).await
     }
 
+    /// Plans and runs `sql` over every table without rollups (reads the raw rows: to check
+    /// or measure what rollups give).
+    pub async fn sql_without_rollups(&self, sql: &str) -> Result<QueryResult> {
+        self.run(sql, &SqlScope::unrestricted(), false).await
+    }
+
     /// Plans and runs `sql` as `scope` allows, within the memory and time limits.
     pub async fn sql_as(&self, sql: &str, scope: &SqlScope) -> Result<QueryResult> {
-        let ctx = self.session_as(scope)?;
+        self.run(sql, scope, self.use_rollups.load(Ordering::Relaxed))
+            .await
+    }
+
+    async fn run(&self, sql: &str, scope: &SqlScope, rollups: bool) -> Result<QueryResult> {
+        let ctx = self.session_with(scope, rollups)?;
         let limit = self.limit_mib();
         let options = SQLOptions::new()
             .with_allow_ddl(!scope.read_only)

@@ -9,7 +9,9 @@
 //! matches are filtered out of the scan. [`parse_predicate`] turns a SQL condition into the
 //! lake's [`civiclake_core::RowPredicate`] (for deletes given as text). Every session has
 //! the time-series functions of [`register_timeseries`] (`time_bucket`, `locf`,
-//! `interpolate`, `first`, `last`, `value_at`).
+//! `interpolate`, `first`, `last`, `value_at`). An aggregate over a table with a registered
+//! rollup ([`RollupDef`]) is answered from the rollup's complete buckets plus the raw rows
+//! not rolled up, where that gives the same answer.
 
 mod delete_filter;
 mod engine;
@@ -17,6 +19,7 @@ mod error;
 mod latest;
 mod predicate_sql;
 mod provider;
+mod rollup;
 mod timeseries;
 
 pub use engine::{
@@ -25,4 +28,5 @@ pub use engine::{
 pub use error::{Error, Result};
 pub use latest::LatestCache;
 pub use predicate_sql::parse_predicate;
+pub use rollup::RollupDef;
 pub use timeseries::{DEFAULT_BUCKET_TIMEZONE, register_timeseries};

@@ -3,7 +3,7 @@
 
 use crate::delete_filter::DeleteFilterExec;
 use civiclake_core::TIME_COLUMN;
-use civiclake_lake::{DataFile, TableSnapshot};
+use civiclake_lake::{DataFile, Lake, TableSnapshot};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::config::TableParquetOptions;
@@ -30,6 +30,12 @@ pub(crate) struct LakeTable {
 impl LakeTable {
     pub(crate) fn new(snapshot: TableSnapshot) -> Self {
         Self { snapshot }
+    }
+
+    /// The table `name` of `lake` now, synchronously (for planning rules); None if there is
+    /// no such table or its snapshot fails.
+    pub(crate) fn open(lake: &Lake, name: &str) -> Option<Self> {
+        lake.snapshot(name).ok().flatten().map(Self::new)
     }
 }
 
