@@ -27,6 +27,8 @@ use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod dml;
+
 /// Limits and tuning of queries.
 #[derive(Debug, Clone)]
 pub struct QueryConfig {
@@ -378,7 +380,18 @@ impl QueryEngine {
     }
 
     /// Plans and runs `sql` as `scope` allows, within the memory and time limits.
+    ///
+    /// In a scope that may write, `DELETE FROM table WHERE condition` deletes the rows
+    /// where the condition is true and removes them from storage at once (flush, then
+    /// vacuum: see [`civiclake_lake::Lake::purge_where`]); the answer is one row, `count`
+    /// (rows deleted). It is not cut by the time limit (a flush is not interrupted). A
+    /// DELETE without WHERE is refused; `WHERE true` deletes every row.
     pub async fn sql_as(&self, sql: &str, scope: &SqlScope) -> Result<QueryResult> {
+        if !scope.read_only
+            && let Some(delete) = dml::parse_delete(sql)?
+        {
+            return dml::run_delete(&self.lake, scope, delete).await;
+        }
         let ctx = self.session_as(scope)?;
         let limit = self.limit_mib();
         let options = SQLOptions::new()
