@@ -152,6 +152,9 @@ async fn run(state: &AppState, caller: &Caller, req: QueryRequest) -> Result<Res
 }
 
 /// Runs SQL over live and historical data (buffer and Delta tables together).
+/// Administrators may also run `DELETE FROM table WHERE condition`: the rows are removed
+/// from the buffer and from the Parquet files on disk at once (erasure requests); the
+/// answer is one row, `count`.
 #[utoipa::path(
     post,
     path = "/api/v1/query",
@@ -161,7 +164,9 @@ async fn run(state: &AppState, caller: &Caller, req: QueryRequest) -> Result<Res
         (status = 400, description = "Invalid SQL, unknown table or column", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "The token lacks the query permission, or a read-only session ran DDL/DML", body = ErrorBody),
+        (status = 404, description = "DELETE on a table that does not exist", body = ErrorBody),
         (status = 422, description = "Memory or time limit exceeded", body = ErrorBody),
+        (status = 503, description = "A file the query was reading was deleted meanwhile (retention, a DELETE): run it again", body = ErrorBody),
     ),
     tag = "query"
 )]
@@ -185,7 +190,9 @@ pub(crate) async fn query_post(
         (status = 400, description = "Invalid SQL, unknown table or column", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "The token lacks the query permission, or a read-only session ran DDL/DML", body = ErrorBody),
+        (status = 404, description = "DELETE on a table that does not exist", body = ErrorBody),
         (status = 422, description = "Memory or time limit exceeded", body = ErrorBody),
+        (status = 503, description = "A file the query was reading was deleted meanwhile (retention, a DELETE): run it again", body = ErrorBody),
     ),
     tag = "query"
 )]
