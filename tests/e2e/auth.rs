@@ -905,7 +905,7 @@ fn table_grants_shape_the_sql_catalog() {
 fn parquet_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).into_iter().flatten() {
-        let path = e.unwrap().path();
+        let path = e.expect("directory entry").path();
         if path.is_dir() {
             out.extend(parquet_files(&path));
         } else if path.extension().is_some_and(|x| x == "parquet") {
@@ -922,14 +922,16 @@ fn emails_on_disk(dir: &std::path::Path) -> Vec<String> {
     use arrow::array::AsArray;
     let mut out = Vec::new();
     for path in parquet_files(dir) {
-        let file = std::fs::File::open(&path).unwrap();
+        let file = std::fs::File::open(&path).expect("open a Parquet file");
         let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-            .unwrap()
-            .build()
-            .unwrap();
+            .and_then(|b| b.build())
+            .expect("a Parquet reader");
         for batch in reader {
-            let batch = batch.unwrap();
-            let emails = batch.column_by_name("email").unwrap().as_string::<i32>();
+            let batch = batch.expect("a Parquet batch");
+            let emails = batch
+                .column_by_name("email")
+                .expect("an email column")
+                .as_string::<i32>();
             out.extend(emails.iter().flatten().map(str::to_string));
         }
     }
