@@ -877,6 +877,22 @@ fn table_grants_shape_the_sql_catalog() {
     let files_before = parquet_files(&table_dir);
     assert_eq!(files_before.len(), 1);
     assert_eq!(emails_on_disk(&table_dir).len(), 2);
+    // Not through a GET: a GET must not change data.
+    let r = client()
+        .get(format!("{}/api/v1/query", server.url))
+        .query(&[(
+            "sql",
+            "DELETE FROM air_quality WHERE email = 'mario@example.org'",
+        )])
+        .bearer_auth(&admin)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().unwrap();
+    assert!(
+        v["error"].as_str().unwrap().contains("POST /api/v1/query"),
+        "{v}"
+    );
     let (s, v) = query(
         &server,
         &admin,

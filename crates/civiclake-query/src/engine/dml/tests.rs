@@ -248,6 +248,19 @@ async fn an_admin_delete_removes_the_rows_from_queries_and_from_disk() {
         .unwrap_err();
     assert_eq!(err.class(), ErrorClass::User);
     assert!(err.to_string().contains("DML not supported"), "{err}");
+    // Nor does a scope that may write but not delete (SQL from a GET request or a page).
+    let scope = SqlScope::unrestricted().without_deletes();
+    assert!(!scope.allows_deletes() && SqlScope::unrestricted().allows_deletes());
+    let err = engine
+        .sql_as("DELETE FROM visits WHERE time IS NOT NULL", &scope)
+        .await
+        .unwrap_err();
+    assert_eq!(err.class(), ErrorClass::User);
+    assert!(err.to_string().contains("POST /api/v1/query"), "{err}");
+    assert_eq!(
+        text(&engine, "SELECT count(*) AS n FROM visits").await,
+        "+---+\n| n |\n+---+\n| 2 |\n+---+"
+    );
     // An admin's WHERE true empties the table, files included.
     let result = engine.sql("DELETE FROM visits WHERE true").await.unwrap();
     assert_eq!(
