@@ -829,10 +829,14 @@ fn table_grants_shape_the_sql_catalog() {
         "INSERT INTO air_quality VALUES (1)",
         "SET datafusion.execution.batch_size = 1",
         "COPY air_quality TO '/tmp/civiclake-leak.csv'",
+        "DELETE FROM air_quality WHERE sensor = 'a1'",
+        "DELETE FROM air_quality WHERE true",
     ] {
         let (s, v) = query(&server, &analyst, sql);
         assert!((400..500).contains(&s), "{sql}: {s} {v}");
     }
+    let (_, v) = query(&server, &admin, "SELECT count(*) AS n FROM air_quality");
+    assert_eq!(v[0]["n"], 2, "a refused DELETE deletes nothing");
     // Table functions work but reach no table.
     let (s, v) = query(
         &server,
@@ -856,6 +860,99 @@ fn table_grants_shape_the_sql_catalog() {
         .map(|t| t["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, vec!["air_quality"]);
+
+    // An erasure request: the admin's SQL DELETE removes the rows from the buffer and from
+    // the Parquet files on disk at once, and answers the count.
+    let flushed = client()
+        .post(format!("{}/api/v1/admin/flush", server.url))
+        .bearer_auth(&admin)
+        .send()
+        .unwrap();
+    assert_eq!(flushed.status(), 200);
+    write(
+        "air_quality",
+        "air_quality,sensor=a3 pm25=1.5,email=\"mario@example.org\" 1767225602000000000",
+    );
+    let table_dir = dir.path().join("tables/air_quality");
+    let files_before = parquet_files(&table_dir);
+    assert_eq!(files_before.len(), 1);
+    assert_eq!(emails_on_disk(&table_dir).len(), 2);
+    // Not through a GET: a GET must not change data.
+    let r = client()
+        .get(format!("{}/api/v1/query", server.url))
+        .query(&[(
+            "sql",
+            "DELETE FROM air_quality WHERE email = 'mario@example.org'",
+        )])
+        .bearer_auth(&admin)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().unwrap();
+    assert!(
+        v["error"].as_str().unwrap().contains("POST /api/v1/query"),
+        "{v}"
+    );
+    let (s, v) = query(
+        &server,
+        &admin,
+        "DELETE FROM air_quality WHERE email = 'mario@example.org'",
+    );
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v, json!([{"count": 2}]));
+    let (_, v) = query(&server, &admin, "SELECT sensor, email FROM air_quality");
+    assert_eq!(v, json!([{"sensor": "a2", "email": "anna@example.org"}]));
+    assert!(!files_before[0].exists(), "the old file is deleted");
+    assert_eq!(emails_on_disk(&table_dir), ["anna@example.org"]);
+    let (s, v) = query(&server, &admin, "DELETE FROM air_quality");
+    assert_eq!(s, 400, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("DELETE FROM air_quality WHERE true"),
+        "{v}"
+    );
+    let (s, v) = query(&server, &admin, "DELETE FROM nowhere WHERE sensor = 'a'");
+    assert_eq!(s, 404, "{v}");
+}
+
+/// The Parquet files under `dir`, recursively.
+fn parquet_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten() {
+        let path = e.expect("directory entry").path();
+        if path.is_dir() {
+            out.extend(parquet_files(&path));
+        } else if path.extension().is_some_and(|x| x == "parquet") {
+            out.push(path);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Every `email` value stored in the Parquet files under `dir` (read with the Parquet
+/// reader: the pages are compressed), sorted.
+fn emails_on_disk(dir: &std::path::Path) -> Vec<String> {
+    use arrow::array::AsArray;
+    let mut out = Vec::new();
+    for path in parquet_files(dir) {
+        let file = std::fs::File::open(&path).expect("open a Parquet file");
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .and_then(|b| b.build())
+            .expect("a Parquet reader");
+        for batch in reader {
+            let batch = batch.expect("a Parquet batch");
+            let emails = batch
+                .column_by_name("email")
+                .expect("an email column")
+                .as_string::<i32>();
+            out.extend(emails.iter().flatten().map(str::to_string));
+        }
+    }
+    out.sort();
+    out
 }
 
 #[test]

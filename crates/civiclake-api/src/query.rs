@@ -140,18 +140,33 @@ pub(crate) async fn run_sql(
     })
 }
 
-async fn run(state: &AppState, caller: &Caller, req: QueryRequest) -> Result<Response, ApiError> {
+/// Runs a query request; `deletes`: whether an administrator's `DELETE` may run (POST only:
+/// a GET must not change data).
+async fn run(
+    state: &AppState,
+    caller: &Caller,
+    req: QueryRequest,
+    deletes: bool,
+) -> Result<Response, ApiError> {
     caller.require(Permission::Query)?;
     if req.sql.trim().is_empty() {
         return Err(ApiError::bad_request("the 'sql' parameter is empty"));
     }
-    let result = run_sql(state, &req.sql, &caller.sql_scope()).await?;
+    let scope = if deletes {
+        caller.sql_scope()
+    } else {
+        caller.sql_scope().without_deletes()
+    };
+    let result = run_sql(state, &req.sql, &scope).await?;
     let body = encode(&result.schema, &result.batches, req.format)
         .map_err(|m| ApiError::new(civiclake_core::ErrorClass::Internal, m))?;
     Ok(([(header::CONTENT_TYPE, req.format.content_type())], body).into_response())
 }
 
 /// Runs SQL over live and historical data (buffer and Delta tables together).
+/// Administrators may also run `DELETE FROM table WHERE condition`: the rows are removed
+/// from the buffer and from the Parquet files on disk at once (erasure requests); the
+/// answer is one row, `count`.
 #[utoipa::path(
     post,
     path = "/api/v1/query",
@@ -161,7 +176,9 @@ async fn run(state: &AppState, caller: &Caller, req: QueryRequest) -> Result<Res
         (status = 400, description = "Invalid SQL, unknown table or column", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "The token lacks the query permission, or a read-only session ran DDL/DML", body = ErrorBody),
+        (status = 404, description = "DELETE on a table that does not exist", body = ErrorBody),
         (status = 422, description = "Memory or time limit exceeded", body = ErrorBody),
+        (status = 503, description = "A file the query was reading was deleted meanwhile (retention, a DELETE): run it again", body = ErrorBody),
     ),
     tag = "query"
 )]
@@ -172,10 +189,10 @@ pub(crate) async fn query_post(
 ) -> Result<Response, ApiError> {
     let Json(req) = req
         .map_err(|e| ApiError::bad_request(format!("invalid query request: {}", e.body_text())))?;
-    run(&state, &caller, req).await
+    run(&state, &caller, req, true).await
 }
 
-/// Runs SQL given as query parameters (`?sql=...&format=...`).
+/// Runs SQL given as query parameters (`?sql=...&format=...`); `DELETE` needs POST.
 #[utoipa::path(
     get,
     path = "/api/v1/query",
@@ -185,7 +202,9 @@ pub(crate) async fn query_post(
         (status = 400, description = "Invalid SQL, unknown table or column", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "The token lacks the query permission, or a read-only session ran DDL/DML", body = ErrorBody),
+        (status = 404, description = "DELETE on a table that does not exist", body = ErrorBody),
         (status = 422, description = "Memory or time limit exceeded", body = ErrorBody),
+        (status = 503, description = "A file the query was reading was deleted meanwhile (retention, a DELETE): run it again", body = ErrorBody),
     ),
     tag = "query"
 )]
@@ -197,5 +216,5 @@ pub(crate) async fn query_get(
     let Query(req) = req.map_err(|e| {
         ApiError::bad_request(format!("invalid query parameters: {}", e.body_text()))
     })?;
-    run(&state, &caller, req).await
+    run(&state, &caller, req, false).await
 }

@@ -18,10 +18,12 @@ use deltalake::kernel::{Action, Add, MetadataExt, Remove, StructField, StructTyp
 use deltalake::kernel::{DataType as DeltaType, PrimitiveType};
 use deltalake::logstore::LogStoreRef;
 use deltalake::operations::create::CreateBuilder;
+use deltalake::operations::vacuum::Clock;
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::table::state::DeltaTableState;
 use deltalake::{DeltaTableBuilder, TableProperty};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use url::Url;
 
 /// Application id of the WAL-coverage transaction.
@@ -284,20 +286,68 @@ impl DeltaHandle {
         Ok(())
     }
 
+    /// Commits the removal of whole day partitions (retention): `removed` are every file of
+    /// the days `predicate` describes; no file is added and no WAL segment is covered.
+    pub(crate) async fn commit_drop(
+        &mut self,
+        removed: &[DataFile],
+        predicate: String,
+    ) -> Result<()> {
+        let now = chrono::Utc::now().timestamp_millis();
+        let actions: Vec<Action> = removed
+            .iter()
+            .map(|f| remove_action(f, true, now))
+            .collect();
+        let op = DeltaOperation::Delete {
+            predicate: Some(predicate),
+        };
+        self.commit(CommitBuilder::default().with_actions(actions), op)
+            .await
+    }
+
     /// Deletes files removed from the table more than `retention` ago (Delta vacuum).
     pub(crate) async fn vacuum(&mut self, retention: std::time::Duration) -> Result<usize> {
+        self.vacuum_with(retention, None).await
+    }
+
+    /// Deletes every file removed from the table, up to the current millisecond included
+    /// (Delta vacuum with no retention).
+    pub(crate) async fn vacuum_all(&mut self) -> Result<usize> {
+        self.vacuum_with(std::time::Duration::ZERO, Some(Arc::new(PastNow)))
+            .await
+    }
+
+    async fn vacuum_with(
+        &mut self,
+        retention: std::time::Duration,
+        clock: Option<Arc<dyn Clock>>,
+    ) -> Result<usize> {
         let table = DeltaTableBuilder::from_url(self.url.clone())?
             .load()
             .await?;
         let retention = chrono::Duration::from_std(retention)
             .map_err(|e| Error::Internal(format!("vacuum retention: {e}")))?;
-        let (table, metrics) = table
+        let mut builder = table
             .vacuum()
             .with_retention_period(retention)
-            .with_enforce_retention_duration(false)
-            .await?;
+            .with_enforce_retention_duration(false);
+        if let Some(clock) = clock {
+            builder = builder.with_clock(clock);
+        }
+        let (table, metrics) = builder.await?;
         self.state = table.snapshot()?.clone();
         Ok(metrics.files_deleted.len())
+    }
+}
+
+/// A vacuum clock one millisecond ahead: a file removed in the current millisecond is
+/// "older than no retention" too (Delta vacuums files removed strictly before now − retention).
+#[derive(Debug)]
+struct PastNow;
+
+impl Clock for PastNow {
+    fn current_timestamp_millis(&self) -> i64 {
+        chrono::Utc::now().timestamp_millis() + 1
     }
 }
 

@@ -1,8 +1,10 @@
 //! The lake: tables made of a WAL-backed buffer and a Delta table, with flush and compaction.
 
 mod changes;
+mod retention;
 
 pub use changes::{CHECKPOINTS_TABLE, Change, ChangeOutcome, DeleteOutcome, WriteObserver};
+pub use retention::{PurgeOutcome, RetentionOutcome};
 
 use crate::config::LakeConfig;
 use crate::deletes::DeleteSet;
@@ -82,6 +84,8 @@ pub struct FlushStats {
     pub files_rewritten: usize,
     /// Rows those deletes removed from files.
     pub rows_deleted: usize,
+    /// `rows_deleted` by table (tables with at least one row deleted from files).
+    pub rows_deleted_by_table: BTreeMap<String, usize>,
     /// Tables whose flush failed (they are retried on the next flush).
     pub failed_tables: Vec<String>,
 }
@@ -378,6 +382,11 @@ impl Lake {
     pub async fn flush(&self) -> Result<FlushStats> {
         let wal = self.wal.as_ref().ok_or(Error::ReadOnly)?;
         let _guard = self.flush_lock.lock().await;
+        self.flush_locked(wal).await
+    }
+
+    /// [`Lake::flush`], the flush lock held by the caller.
+    async fn flush_locked(&self, wal: &Wal) -> Result<FlushStats> {
         let catalog = self.catalog.clone();
         *self.first_unflushed.lock() = None;
         let segment = wal
@@ -404,6 +413,11 @@ impl Lake {
                     stats.files += persisted.files;
                     stats.files_rewritten += persisted.files_rewritten;
                     stats.rows_deleted += persisted.rows_deleted;
+                    if persisted.rows_deleted > 0 {
+                        stats
+                            .rows_deleted_by_table
+                            .insert(table.name.clone(), persisted.rows_deleted);
+                    }
                 }
                 Err(e) => {
                     tracing::error!(table = %table.name, error = %e, "flush failed; rows stay in the WAL and the buffer and are retried");
@@ -523,6 +537,7 @@ impl Lake {
             files: new_files.len(),
             files_rewritten: rewrite.removed.len(),
             rows_deleted: rewrite.rows_deleted,
+            rows_deleted_by_table: BTreeMap::new(),
             failed_tables: Vec::new(),
         };
         if !adds.is_empty() || !rewrite.removed.is_empty() {

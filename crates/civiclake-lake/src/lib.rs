@@ -18,6 +18,8 @@
 //! * Besides rows, the WAL logs replace-by-key ([`Lake::replace_by_key`]), delete-by-predicate
 //!   ([`Lake::delete_where`]) and checkpoints ([`Lake::set_checkpoint`]), applied to the
 //!   buffer at once and to the files by the next flush, replayed in order after a crash.
+//! * Retention drops whole day partitions ([`Lake::drop_partitions_before`]); a purge
+//!   ([`Lake::purge_where`]) deletes rows and removes them from the files on disk at once.
 
 mod config;
 mod deletes;
@@ -34,7 +36,8 @@ pub use delta::{DAY_COLUMN, WAL_APP_ID};
 pub use error::{Error, Result};
 pub use lake::{
     CHECKPOINTS_TABLE, Change, ChangeOutcome, CompactStats, DeleteOutcome, FlushStats, Lake,
-    LakeMetrics, LakeStats, OpenMode, RowsCheck, WriteObserver,
+    LakeMetrics, LakeStats, OpenMode, PurgeOutcome, RetentionOutcome, RowsCheck,
+    WriteObserver,
 };
 pub use parquet_io::{EncodedFile, encode_flush_files};
 pub use table::{DataFile, TableSnapshot};

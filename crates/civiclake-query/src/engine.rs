@@ -29,6 +29,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+mod dml;
+
 /// Limits and tuning of queries.
 #[derive(Debug, Clone)]
 pub struct QueryConfig {
@@ -74,12 +76,15 @@ pub type ColumnMask = Arc<dyn Fn(&str, &str) -> bool + Send + Sync>;
 /// What one SQL session may see and do: its catalog holds only the granted tables (so
 /// joins, views, `information_schema` and table functions cannot reach others), masked
 /// columns come through a view that replaces their values, and a read-only session refuses
-/// DDL, DML and statements such as `SET`.
+/// DDL, DML and statements such as `SET`. A session that may write runs `DELETE FROM t
+/// WHERE ...` on the lake unless it was made [`SqlScope::without_deletes`] (SQL from a GET
+/// request or a page, which must not change data).
 #[derive(Clone)]
 pub struct SqlScope {
     tables: Option<TableFilter>,
     mask: Option<ColumnMask>,
     read_only: bool,
+    deletes: bool,
 }
 
 impl std::fmt::Debug for SqlScope {
@@ -88,17 +93,20 @@ impl std::fmt::Debug for SqlScope {
             .field("restricted", &self.tables.is_some())
             .field("masked", &self.mask.is_some())
             .field("read_only", &self.read_only)
+            .field("deletes", &self.deletes)
             .finish()
     }
 }
 
 impl SqlScope {
-    /// Every table, nothing masked, statements allowed (administrators, local tools).
+    /// Every table, nothing masked, statements and deletes allowed (administrators, local
+    /// tools).
     pub fn unrestricted() -> Self {
         Self {
             tables: None,
             mask: None,
             read_only: false,
+            deletes: true,
         }
     }
 
@@ -108,7 +116,20 @@ impl SqlScope {
             tables: Some(tables),
             mask,
             read_only: true,
+            deletes: false,
         }
+    }
+
+    /// The same scope, refusing `DELETE` (for SQL that must not change data: GET requests,
+    /// pages).
+    pub fn without_deletes(mut self) -> Self {
+        self.deletes = false;
+        self
+    }
+
+    /// Whether `DELETE FROM t WHERE ...` runs in this scope.
+    pub fn allows_deletes(&self) -> bool {
+        !self.read_only && self.deletes
     }
 
     /// Whether the session sees `table`.
@@ -466,7 +487,25 @@ impl QueryEngine {
     }
 
     /// Plans and runs `sql` as `scope` allows, within the memory and time limits.
+    ///
+    /// In a scope that may write, `DELETE FROM table WHERE condition` deletes the rows
+    /// where the condition is true and removes them from storage at once (flush, then
+    /// vacuum: see [`civiclake_lake::Lake::purge_where`]); the answer is one row, `count`
+    /// (rows deleted). It is not cut by the time limit (a flush is not interrupted). A
+    /// DELETE without WHERE is refused; `WHERE true` deletes every row.
     pub async fn sql_as(&self, sql: &str, scope: &SqlScope) -> Result<QueryResult> {
+        if !scope.read_only
+            && let Some(delete) = dml::parse_delete(sql)?
+        {
+            if !scope.deletes {
+                return Err(Error::Invalid(
+                    "DELETE changes data and is refused here (a GET request or a page): send \
+                     it with POST /api/v1/query"
+                        .into(),
+                ));
+            }
+            return dml::run_delete(&self.lake, scope, delete).await;
+        }
         self.run(sql, scope, self.use_rollups.load(Ordering::Relaxed))
             .await
     }

@@ -201,9 +201,10 @@ async fn choices_of(
     name: &str,
 ) -> Result<Vec<String>, String> {
     let sql = dashboard.variable_sql(name).map_err(|e| e.to_string())?;
-    let result = crate::query::run_sql(state, sql, &crate::auth::scope_of(caller))
-        .await
-        .map_err(|e| e.message().to_string())?;
+    let result =
+        crate::query::run_sql(state, sql, &crate::auth::scope_of(caller).without_deletes())
+            .await
+            .map_err(|e| e.message().to_string())?;
     variable_choices(&result.schema, &result.batches).map_err(|e| e.to_string())
 }
 
@@ -443,7 +444,8 @@ pub(crate) async fn panel(
         Ok(sql) => sql,
         Err(e) => return fail(&panel.title, dashboard_error(&e)),
     };
-    let result = match crate::query::run_sql(&state, &sql, &crate::auth::scope_of(&caller)).await {
+    let scope = crate::auth::scope_of(&caller).without_deletes();
+    let result = match crate::query::run_sql(&state, &sql, &scope).await {
         Ok(r) => r,
         Err(e) => return fail(&panel.title, e),
     };

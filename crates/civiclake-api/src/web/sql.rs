@@ -78,7 +78,9 @@ pub(crate) async fn page(
         return render(StatusCode::OK, &page);
     }
     let started = Instant::now();
-    let result = crate::query::run_sql(&state, &sql, &crate::auth::scope_of(&caller)).await;
+    // A page must not change data: no DELETE here.
+    let scope = crate::auth::scope_of(&caller).without_deletes();
+    let result = crate::query::run_sql(&state, &sql, &scope).await;
     let elapsed = started.elapsed();
     let result = match result {
         Ok(r) => r,

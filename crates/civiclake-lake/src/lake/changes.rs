@@ -366,7 +366,7 @@ pub(super) fn replay_record(
 
 /// Every row of a table as a query would see it (files with pending deletes dropped, then
 /// the buffer).
-async fn read_all(store: &dyn ObjectStore, table: &Table) -> Result<Vec<RecordBatch>> {
+pub(super) async fn read_all(store: &dyn ObjectStore, table: &Table) -> Result<Vec<RecordBatch>> {
     let snap = table.snapshot()?;
     let mut out = Vec::new();
     for f in snap.files.iter() {
