@@ -72,6 +72,8 @@ fn config(dir: &Path) -> Config {
         mqtt_sources: Vec::new(),
         kafka_sources: Vec::new(),
         dashboards_dir: dir.join("dashboards"),
+        pipelines_dir: dir.join("pipelines"),
+        retention_interval: std::time::Duration::from_secs(3600),
         demo: false,
         metrics_sample_interval: None,
     }

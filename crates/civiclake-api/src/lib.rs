@@ -12,6 +12,7 @@ mod bus_catalog;
 mod error;
 mod metrics;
 mod ops;
+mod pipelines;
 mod query;
 mod web;
 mod write;
@@ -53,6 +54,8 @@ pub struct AppState {
     pub dashboards: Arc<DashboardCatalog>,
     /// The interoperability bus (None: `/api/v1/bus/...` answers 503).
     pub bus: Option<civiclake_bus::Bus>,
+    /// Continuous pipelines and alert rules (None: `/api/v1/pipelines` answers 503).
+    pub pipelines: Option<civiclake_pipelines::Pipelines>,
 }
 
 /// Settings of the HTTP layer.
@@ -74,7 +77,8 @@ pub struct ApiConfig {
         (name = "query", description = "SQL queries"),
         (name = "operations", description = "Health, metrics, maintenance"),
         (name = "access", description = "Tokens, roles and signed links"),
-        (name = "bus", description = "The interoperability bus: CloudEvents, schemas, subscriptions, replays, dead letters")
+        (name = "bus", description = "The interoperability bus: CloudEvents, schemas, subscriptions, replays, dead letters"),
+        (name = "pipelines", description = "Continuous pipelines (windows, rollups), alert rules, retention")
     )
 )]
 struct ApiDoc;
@@ -134,6 +138,17 @@ fn api_router() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(bus_catalog::get_endpoint_document))
         .routes(routes!(bus_catalog::map))
+        .routes(routes!(
+            pipelines::list_pipelines,
+            pipelines::create_pipeline
+        ))
+        .routes(routes!(
+            pipelines::get_pipeline,
+            pipelines::delete_pipeline
+        ))
+        .routes(routes!(pipelines::list_alerts, pipelines::create_alert))
+        .routes(routes!(pipelines::get_alert, pipelines::delete_alert))
+        .routes(routes!(pipelines::run_retention))
 }
 
 /// The router and its OpenAPI document.

@@ -272,6 +272,28 @@ pub struct DashboardSettings {
     pub dir: Option<PathBuf>,
 }
 
+/// Continuous pipelines, table settings (retention, last-value cache) and alert rules.
+#[derive(Debug, Clone, Default, Args, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PipelineSettings {
+    /// Folder of the definitions: `streams/*.toml` (pipelines, tables) and `alerts/*.toml`.
+    #[arg(
+        long = "pipelines-dir",
+        env = "CIVICLAKE_PIPELINES__DIR",
+        value_name = "DIR"
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dir: Option<PathBuf>,
+    /// How often retention drops expired day partitions.
+    #[arg(
+        long = "pipelines-retention-interval",
+        env = "CIVICLAKE_PIPELINES__RETENTION_INTERVAL",
+        value_name = "DURATION"
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retention_interval: Option<HumanDuration>,
+}
+
 /// civiclake's own metrics as a table.
 #[derive(Debug, Clone, Default, Args, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -486,6 +508,9 @@ pub struct ServeSettings {
     pub dashboards: DashboardSettings,
     #[command(flatten)]
     #[allow(missing_docs)]
+    pub pipelines: PipelineSettings,
+    #[command(flatten)]
+    #[allow(missing_docs)]
     pub metrics: MetricsSettings,
 }
 
@@ -537,6 +562,10 @@ pub struct Config {
     pub kafka_sources: Vec<crate::kafka::KafkaSourceConfig>,
     /// Folder of the dashboards.
     pub dashboards_dir: PathBuf,
+    /// Folder of the pipeline and alert definitions.
+    pub pipelines_dir: PathBuf,
+    /// How often retention runs.
+    pub retention_interval: Duration,
     /// Stream the simulated demo city into the lake.
     pub demo: bool,
     /// How often metrics are sampled into `_metrics`; `None`: never.
@@ -601,6 +630,10 @@ pub fn defaults() -> ServeSettings {
         kafka: KafkaSettings { source: Vec::new() },
         dashboards: DashboardSettings {
             dir: Some(PathBuf::from("dashboards")),
+        },
+        pipelines: PipelineSettings {
+            dir: Some(PathBuf::from("pipelines")),
+            retention_interval: Some(HumanDuration(Duration::from_secs(3600))),
         },
         metrics: MetricsSettings {
             sample_interval: Some(HumanDuration(Duration::from_secs(10))),
@@ -763,6 +796,8 @@ impl ServeArgs {
             mqtt_sources,
             kafka_sources,
             dashboards_dir: s.dashboards.dir.ok_or_else(missing)?,
+            pipelines_dir: s.pipelines.dir.ok_or_else(missing)?,
+            retention_interval: s.pipelines.retention_interval.ok_or_else(missing)?.0,
             demo: s.demo.ok_or_else(missing)?,
             metrics_sample_interval: Some(s.metrics.sample_interval.ok_or_else(missing)?.0)
                 .filter(|d| !d.is_zero()),

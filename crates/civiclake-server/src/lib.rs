@@ -63,6 +63,9 @@ pub enum Error {
     /// The interoperability bus cannot start.
     #[error("bus: {0}")]
     Bus(#[from] civiclake_bus::BusError),
+    /// A pipeline or alert definition is invalid.
+    #[error("pipelines: {0}")]
+    Pipelines(#[from] civiclake_pipelines::Error),
     /// A Kafka source cannot start.
     #[error("Kafka source: {0}")]
     Kafka(#[from] kafka::KafkaError),
@@ -123,6 +126,22 @@ pub struct Server {
     kafka_sources: Vec<Arc<kafka::KafkaSource>>,
     bus: Option<civiclake_bus::Bus>,
     bus_cell: Arc<std::sync::OnceLock<civiclake_bus::Bus>>,
+    pipelines: civiclake_pipelines::Pipelines,
+}
+
+/// Alert events go on the bus (once it runs).
+#[derive(Debug)]
+struct AlertBus(Arc<std::sync::OnceLock<civiclake_bus::Bus>>);
+
+#[async_trait::async_trait]
+impl civiclake_pipelines::EventPublisher for AlertBus {
+    async fn publish(&self, event: civiclake_core::CloudEvent) -> Result<(), String> {
+        let bus = self.0.get().ok_or("the interoperability bus is not running")?;
+        bus.publish("civiclake-alerts", vec![event])
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
 }
 
 /// The module whose events table keeps the bus catalog.
@@ -222,6 +241,18 @@ impl Server {
             lake.ensure_table(selfmetrics::METRICS_TABLE, &selfmetrics::metrics_schema())?;
         }
         let engine = QueryEngine::new(lake.clone(), config.query.clone())?;
+        let bus_cell: Arc<std::sync::OnceLock<civiclake_bus::Bus>> = Arc::default();
+        // Before any source: the pipelines observe every write.
+        let definitions = civiclake_pipelines::Definitions::load(&config.pipelines_dir)?;
+        let pipelines = civiclake_pipelines::Pipelines::new(
+            lake.clone(),
+            engine.clone(),
+            civiclake_pipelines::Settings {
+                retention_every: config.retention_interval,
+                ..civiclake_pipelines::Settings::default()
+            },
+            Some(Arc::new(AlertBus(bus_cell.clone()))),
+        )?;
         let store = Arc::new(AuthStore::open(&config.data_dir)?);
         let modules = Arc::new(modules);
         let mut auth = Auth::new(store.clone()).with_modules(modules.clone());
@@ -253,7 +284,6 @@ impl Server {
             },
         )?);
         let router = TopicRouter::default();
-        let bus_cell: Arc<std::sync::OnceLock<civiclake_bus::Bus>> = Arc::default();
         let broker = match config.mqtt_addr {
             Some(addr) => {
                 let broker_auth = Arc::new(mqtt::TokenAuth {
@@ -336,6 +366,14 @@ impl Server {
             }
             None => None,
         };
+        // After the bus: alert rules publish on it.
+        if let Err(e) = pipelines.start(definitions).await {
+            pipelines.stop().await;
+            if let Some(bus) = &bus {
+                bus.stop().await;
+            }
+            return Err(e.into());
+        }
         // After the bus: a batch with `bus.*` events is not stored (and checkpointed) before
         // the bus has them.
         let mut kafka_sources = Vec::new();
@@ -384,6 +422,7 @@ impl Server {
             metric_sources,
             dashboards: Arc::new(dashboards),
             bus: bus.clone(),
+            pipelines: Some(pipelines.clone()),
         };
         let app = civiclake_api::router(
             state.clone(),
@@ -447,7 +486,13 @@ impl Server {
             kafka_sources,
             bus,
             bus_cell,
+            pipelines,
         })
+    }
+
+    /// The continuous pipelines and alert rules.
+    pub fn pipelines(&self) -> &civiclake_pipelines::Pipelines {
+        &self.pipelines
     }
 
     /// The interoperability bus (absent when no `bus` module is registered).
@@ -524,6 +569,7 @@ impl Server {
         }
         let _ = self.shutdown.send(true);
         let _ = self.http.await;
+        self.pipelines.stop().await;
         // Workers stop (cursors saved), then the log and audit writers write what they hold.
         if let Some(bus) = &self.bus {
             bus.stop().await;

@@ -41,6 +41,8 @@ fn server_config(dir: &Path, kafka_sources: Vec<super::KafkaSourceConfig>) -> Co
         mqtt_sources: Vec::new(),
         kafka_sources,
         dashboards_dir: dir.join("dashboards"),
+        pipelines_dir: dir.join("pipelines"),
+        retention_interval: std::time::Duration::from_secs(3600),
         demo: false,
         metrics_sample_interval: None,
     }
