@@ -28,7 +28,7 @@ use std::time::Instant;
 #[derive(Debug, Parser)]
 #[command(
     about = "civiclake benchmark suite",
-    after_help = "Parts (run in this order by `all`):\n  ingest-lp     bulk ingest, HTTP line protocol\n  ingest-arrow  bulk ingest, HTTP Arrow IPC\n  influx        the same line protocol into InfluxDB 1.x\n  queries       the query set hot and cold, next to DuckDB\n  storage       bytes per row and column after compaction\n  queries-live  the query set while rows stream in\n  freshness     write to visible in a query\n  mqtt          QoS 1 msg/s through the embedded MQTT broker, freshness\n  kafka         rows/s consumed from pre-filled Kafka topics\n  dashboards    serve --demo start-up, panels over 1.44M rows request to SVG\n  bus           bus deliveries/s and end-to-end latency, 10 webhook subscriptions"
+    after_help = "Parts (run in this order by `all`):\n  ingest-lp     bulk ingest, HTTP line protocol\n  ingest-arrow  bulk ingest, HTTP Arrow IPC\n  influx        the same line protocol into InfluxDB 1.x\n  queries       the query set hot and cold, next to DuckDB\n  storage       bytes per row and column after compaction\n  queries-live  the query set while rows stream in\n  freshness     write to visible in a query\n  mqtt          QoS 1 msg/s through the embedded MQTT broker, freshness\n  kafka         rows/s consumed from pre-filled Kafka topics\n  dashboards    serve --demo start-up, panels over 1.44M rows request to SVG\n  bus           bus deliveries/s and end-to-end latency, 10 webhook subscriptions\n  pipelines     pipelines' CPU and lag under ingest (10k devices), latest() over 10k sensors"
 )]
 struct Args {
     /// Parts to run: `all`, or part names (see below).

@@ -510,6 +510,67 @@ fn endpoints(victim_token_id: &str, org_token_id: &str) -> Vec<Endpoint> {
             None,
             Expect::Roles(PUBLISH_ROLES),
         ),
+        e(
+            "GET",
+            "/api/v1/pipelines",
+            "/api/v1/pipelines",
+            None,
+            Expect::Roles(QUERY_ROLES),
+        ),
+        e(
+            "POST",
+            "/api/v1/pipelines",
+            "/api/v1/pipelines",
+            Some((
+                "application/json",
+                json!({"name": format!("m-{victim_token_id}"), "source": "air_quality",
+                       "target": format!("m_{victim_token_id}"),
+                       "sql": "SELECT count(*) AS n FROM air_quality",
+                       "window": {"kind": "tumbling", "size": "1m"}})
+                .to_string(),
+            )),
+            Expect::Roles(ADMIN),
+        ),
+        e(
+            "DELETE",
+            "/api/v1/pipelines/{name}",
+            &format!("/api/v1/pipelines/m-{victim_token_id}"),
+            None,
+            Expect::Roles(ADMIN),
+        ),
+        e(
+            "GET",
+            "/api/v1/alerts",
+            "/api/v1/alerts",
+            None,
+            Expect::Roles(QUERY_ROLES),
+        ),
+        e(
+            "POST",
+            "/api/v1/alerts",
+            "/api/v1/alerts",
+            Some((
+                "application/json",
+                json!({"name": format!("a-{victim_token_id}"), "kind": "dead_man",
+                       "table": "air_quality", "after": "15m"})
+                .to_string(),
+            )),
+            Expect::Roles(ADMIN),
+        ),
+        e(
+            "DELETE",
+            "/api/v1/alerts/{name}",
+            &format!("/api/v1/alerts/a-{victim_token_id}"),
+            None,
+            Expect::Roles(ADMIN),
+        ),
+        e(
+            "POST",
+            "/api/v1/admin/retention",
+            "/api/v1/admin/retention",
+            None,
+            Expect::Roles(ADMIN),
+        ),
     ]
 }
 
@@ -537,10 +598,20 @@ fn matrix_subscription(name: &str) -> Value {
 }
 
 /// Endpoints tested on their own below rather than in the matrix, with the reason.
-const TESTED_APART: &[(&str, &str)] = &[(
-    "GET /auth/link",
-    "public by design: a signed link is its own credential (see signed_links_...)",
-)];
+const TESTED_APART: &[(&str, &str)] = &[
+    (
+        "GET /auth/link",
+        "public by design: a signed link is its own credential (see signed_links_...)",
+    ),
+    (
+        "GET /api/v1/pipelines/{name}",
+        "a query token sees a pipeline only if it reaches its tables (see pipelines::...)",
+    ),
+    (
+        "GET /api/v1/alerts/{name}",
+        "a query token sees a rule only if it reaches its table (see pipelines::...)",
+    ),
+];
 
 const ROLES: [&str; 17] = [
     "admin",

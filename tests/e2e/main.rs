@@ -11,6 +11,7 @@ mod durability;
 mod http_api;
 mod kafka;
 mod mqtt;
+mod pipelines;
 mod platform;
 mod server;
 mod simulate;

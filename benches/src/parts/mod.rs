@@ -9,6 +9,7 @@ mod influx;
 mod ingest;
 mod kafka;
 mod mqtt;
+mod pipelines;
 mod queries;
 mod storage;
 
@@ -47,6 +48,7 @@ pub(crate) fn all() -> Vec<Box<dyn Part>> {
         Box::new(kafka::KafkaConsume),
         Box::new(dashboards::Dashboards),
         Box::new(bus::BusDeliveries),
+        Box::new(pipelines::PipelinesUnderIngest),
     ]
 }
 
