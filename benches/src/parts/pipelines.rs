@@ -108,7 +108,11 @@ struct Run {
 }
 
 fn run(bin: &std::path::Path, rate: f64, with_pipelines: bool) -> Result<Run, String> {
-    let dir = fresh_dir(if with_pipelines { "pipelines-on" } else { "pipelines-off" })?;
+    let dir = fresh_dir(if with_pipelines {
+        "pipelines-on"
+    } else {
+        "pipelines-off"
+    })?;
     let defs = dir.join("defs");
     std::fs::create_dir_all(defs.join("streams")).map_err(|e| e.to_string())?;
     if with_pipelines {
@@ -157,9 +161,7 @@ fn run(bin: &std::path::Path, rate: f64, with_pipelines: bool) -> Result<Run, St
         // For comparison: the latest reading per device by SQL over the table.
         for _ in 0..5 {
             let t = Instant::now();
-            server.query_rows(
-                "SELECT device, max(time) FROM bench_pipe GROUP BY device",
-            )?;
+            server.query_rows("SELECT device, max(time) FROM bench_pipe GROUP BY device")?;
             lastpoint.push(t.elapsed().as_secs_f64() * 1e3);
         }
     }

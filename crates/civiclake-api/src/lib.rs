@@ -142,10 +142,7 @@ fn api_router() -> OpenApiRouter<AppState> {
             pipelines::list_pipelines,
             pipelines::create_pipeline
         ))
-        .routes(routes!(
-            pipelines::get_pipeline,
-            pipelines::delete_pipeline
-        ))
+        .routes(routes!(pipelines::get_pipeline, pipelines::delete_pipeline))
         .routes(routes!(pipelines::list_alerts, pipelines::create_alert))
         .routes(routes!(pipelines::get_alert, pipelines::delete_alert))
         .routes(routes!(pipelines::run_retention))

@@ -76,7 +76,8 @@ pub(crate) async fn create_pipeline(
     body: Result<Json<PipelineSpec>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     caller.require(Permission::Admin)?;
-    let Json(spec) = body.map_err(|e| ApiError::bad_request(format!("the pipeline: {}", e.body_text())))?;
+    let Json(spec) =
+        body.map_err(|e| ApiError::bad_request(format!("the pipeline: {}", e.body_text())))?;
     let status = pipelines(&state)?.create(spec).await?;
     Ok((StatusCode::CREATED, Json(status)).into_response())
 }
@@ -141,7 +142,8 @@ pub(crate) async fn create_alert(
     body: Result<Json<AlertSpec>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     caller.require(Permission::Admin)?;
-    let Json(spec) = body.map_err(|e| ApiError::bad_request(format!("the alert rule: {}", e.body_text())))?;
+    let Json(spec) =
+        body.map_err(|e| ApiError::bad_request(format!("the alert rule: {}", e.body_text())))?;
     let status = pipelines(&state)?.create_alert(spec).await?;
     Ok((StatusCode::CREATED, Json(status)).into_response())
 }

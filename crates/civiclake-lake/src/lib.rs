@@ -36,8 +36,7 @@ pub use delta::{DAY_COLUMN, WAL_APP_ID};
 pub use error::{Error, Result};
 pub use lake::{
     CHECKPOINTS_TABLE, Change, ChangeOutcome, CompactStats, DeleteOutcome, FlushStats, Lake,
-    LakeMetrics, LakeStats, OpenMode, PurgeOutcome, RetentionOutcome, RowsCheck,
-    WriteObserver,
+    LakeMetrics, LakeStats, OpenMode, PurgeOutcome, RetentionOutcome, RowsCheck, WriteObserver,
 };
 pub use parquet_io::{EncodedFile, encode_flush_files};
 pub use table::{DataFile, TableSnapshot};

@@ -23,6 +23,31 @@ pub const ALERTS_TABLE: &str = "_alerts";
 /// Checkpoints holding the rules created through the API.
 pub(crate) const API_ALERT_PREFIX: &str = "alert-def:";
 
+/// The CloudEvents types of alert events.
+pub const ALERT_EVENT_TYPES: [&str; 2] = ["civiclake.alert.firing", "civiclake.alert.resolved"];
+
+/// The JSON Schema of the `data` of alert events (registered on the bus for both types).
+pub fn alert_event_schema() -> Value {
+    json!({
+        "type": "object",
+        "required": ["alert", "kind", "state", "value", "threshold", "series"],
+        "properties": {
+            "alert": {"type": "string"},
+            "kind": {"enum": ["threshold", "dead_man", "rate_of_change"]},
+            "state": {"enum": ["firing", "resolved"]},
+            "severity": {"enum": ["info", "warning", "critical"]},
+            "table": {"type": "string"},
+            "field": {"type": ["string", "null"]},
+            "series": {"type": "object", "additionalProperties": {"type": "string"}},
+            "value": {"type": "number"},
+            "op": {"enum": [">", ">=", "<", "<="]},
+            "threshold": {"type": "number"},
+            "message": {"type": "string"},
+            "description": {"type": ["string", "null"]}
+        }
+    })
+}
+
 /// The schema of `_alerts`: one row per change of state of a rule's series.
 pub fn alerts_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
@@ -166,7 +191,10 @@ impl Rule {
         match s.kind {
             AlertKind::Threshold => format!(
                 "SELECT {select_by}{agg} AS value FROM {table} WHERE time > {from} AND time <= {to}{filter}{group}",
-                agg = s.aggregate.unwrap_or(crate::spec::Aggregate::Avg).sql(field),
+                agg = s
+                    .aggregate
+                    .unwrap_or(crate::spec::Aggregate::Avg)
+                    .sql(field),
                 table = s.table,
                 from = timestamp_literal(now - t.window),
                 to = timestamp_literal(now),
@@ -198,7 +226,10 @@ fn series_keys(batch: &RecordBatch, by: &[String]) -> Result<Vec<String>> {
             .schema()
             .index_of(name)
             .map_err(|e| Error::Invalid(e.to_string()))?;
-        texts.push((name, arrow::compute::cast(batch.column(i), &DataType::Utf8)?));
+        texts.push((
+            name,
+            arrow::compute::cast(batch.column(i), &DataType::Utf8)?,
+        ));
     }
     Ok((0..batch.num_rows())
         .map(|row| {
@@ -258,7 +289,10 @@ impl Pipelines {
             let mut states = rule.states.lock();
             for batch in &result.batches {
                 let keys = series_keys(batch, &rule.spec.by)?;
-                let values = arrow::compute::cast(batch.column(batch.num_columns() - 1), &DataType::Float64)?;
+                let values = arrow::compute::cast(
+                    batch.column(batch.num_columns() - 1),
+                    &DataType::Float64,
+                )?;
                 let values = values.as_primitive::<Float64Type>();
                 for (row, key) in keys.into_iter().enumerate() {
                     if !values.is_valid(row) || !values.value(row).is_finite() {
@@ -296,14 +330,28 @@ impl Pipelines {
             .map(|t| message(rule, t, threshold, op))
             .collect();
         let n = transitions.len();
-        let severity = rule.spec.severity.clone().unwrap_or_else(|| "warning".into());
+        let severity = rule
+            .spec
+            .severity
+            .clone()
+            .unwrap_or_else(|| "warning".into());
         let batch = RecordBatch::try_new(
             alerts_schema(),
             vec![
                 Arc::new(TimestampMicrosecondArray::from(vec![now; n]).with_timezone("UTC")),
                 dict(&vec![rule.spec.name.clone(); n]),
-                dict(&transitions.iter().map(|t| t.series.clone()).collect::<Vec<_>>()),
-                dict(&transitions.iter().map(|t| t.state.clone()).collect::<Vec<_>>()),
+                dict(
+                    &transitions
+                        .iter()
+                        .map(|t| t.series.clone())
+                        .collect::<Vec<_>>(),
+                ),
+                dict(
+                    &transitions
+                        .iter()
+                        .map(|t| t.state.clone())
+                        .collect::<Vec<_>>(),
+                ),
                 dict(&vec![severity.clone(); n]),
                 Arc::new(Float64Array::from(
                     transitions.iter().map(|t| t.value).collect::<Vec<_>>(),
@@ -361,6 +409,9 @@ impl Pipelines {
             )));
         }
         let value = serde_json::to_value(&spec).map_err(|e| Error::Invalid(e.to_string()))?;
+        self.inner
+            .lake
+            .ensure_table(ALERTS_TABLE, &alerts_schema())?;
         self.inner
             .lake
             .set_checkpoint(&format!("{API_ALERT_PREFIX}{}", spec.name), value)
@@ -488,6 +539,11 @@ pub(crate) async fn start(p: &Pipelines, defs: Vec<Defined<AlertSpec>>) -> Resul
             }),
         );
     }
+    if p.inner.alerts.rules.read().is_empty() && p.inner.lake.schema(ALERTS_TABLE).is_none() {
+        // No rules and no history: nothing to restore, and no `_alerts` table to make.
+        return start_loop(p);
+    }
+    p.inner.lake.ensure_table(ALERTS_TABLE, &alerts_schema())?;
     let restored = p
         .inner
         .engine
@@ -523,6 +579,10 @@ pub(crate) async fn start(p: &Pipelines, defs: Vec<Defined<AlertSpec>>) -> Resul
             }
         }
     }
+    start_loop(p)
+}
+
+fn start_loop(p: &Pipelines) -> Result<()> {
     let pipelines = p.clone();
     let mut stop = p.inner.stop.subscribe();
     let task = tokio::spawn(async move {
@@ -538,7 +598,11 @@ pub(crate) async fn start(p: &Pipelines, defs: Vec<Defined<AlertSpec>>) -> Resul
                 .rules
                 .read()
                 .values()
-                .filter(|r| r.last_evaluated.lock().is_none_or(|l| now - l >= r.timing.every))
+                .filter(|r| {
+                    r.last_evaluated
+                        .lock()
+                        .is_none_or(|l| now - l >= r.timing.every)
+                })
                 .map(|r| r.spec.name.clone())
                 .collect();
             for name in due {

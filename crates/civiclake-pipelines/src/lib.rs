@@ -20,7 +20,10 @@ mod runtime;
 pub mod spec;
 mod sqlgen;
 
-pub use alerts::{ALERTS_TABLE, AlertRules, AlertStatus, Firing, Transition, alerts_schema};
+pub use alerts::{
+    ALERT_EVENT_TYPES, ALERTS_TABLE, AlertRules, AlertStatus, Firing, Transition,
+    alert_event_schema, alerts_schema,
+};
 pub use error::{Error, Result};
 pub use retention::RetentionRun;
 pub use runtime::{

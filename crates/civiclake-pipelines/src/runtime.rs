@@ -10,7 +10,7 @@ use arrow::array::{
     StringDictionaryBuilder, TimestampMicrosecondArray,
 };
 use arrow::datatypes::{DataType, Int32Type, Schema, SchemaRef, TimestampMicrosecondType};
-use civiclake_core::{field_column, role_of, tag_column, time_column, time_type, ColumnRole};
+use civiclake_core::{ColumnRole, field_column, role_of, tag_column, time_column, time_type};
 use civiclake_lake::{Change, Lake, WriteObserver};
 use civiclake_query::QueryEngine;
 use parking_lot::{Mutex, RwLock};
@@ -86,6 +86,8 @@ struct State {
     /// The source did not exist when the pipeline started: every row is new, so the first
     /// emission starts at the first row.
     from_first_row: bool,
+    /// Not started because its source table does not exist yet.
+    waiting_for_source: bool,
     error: Option<String>,
 }
 
@@ -207,7 +209,12 @@ impl Running {
         }
         let w = s.watermark(now, &self.timing)?;
         let t = &self.timing;
-        Some(align_down(w.saturating_sub(t.lateness).saturating_sub(t.slide), t.slide) + t.slide)
+        Some(
+            align_down(
+                w.saturating_sub(t.lateness).saturating_sub(t.slide),
+                t.slide,
+            ) + t.slide,
+        )
     }
 
     /// Takes note of rows now in the source: the newest event time, and the emitted windows
@@ -229,6 +236,15 @@ impl Running {
         let mut s = self.state.lock();
         s.max_event = Some(s.max_event.map_or(max, |m| m.max(max)));
         s.last_data = now;
+        if !s.ready {
+            if s.waiting_for_source {
+                // Its source table exists now.
+                s.waiting_for_source = false;
+                drop(s);
+                self.wake.notify_one();
+            }
+            return;
+        }
         let bound = match (s.emitted_until, s.emitting_until) {
             (Some(e), Some(p)) => e.max(p),
             (Some(e), None) => e,
@@ -336,7 +352,9 @@ impl WriteObserver for Observer {
                     *batch = kept;
                     extra.extend(more);
                 }
-                Err(e) => tracing::warn!(table = %table, error = %e, "pipelines could not check a write"),
+                Err(e) => {
+                    tracing::warn!(table = %table, error = %e, "pipelines could not check a write")
+                }
             }
         }
         changes.extend(extra);
@@ -365,7 +383,9 @@ impl WriteObserver for Observer {
 
 fn time_array(batch: &RecordBatch) -> Option<&TimestampMicrosecondArray> {
     let i = batch.schema().index_of(civiclake_core::TIME_COLUMN).ok()?;
-    batch.column(i).as_primitive_opt::<TimestampMicrosecondType>()
+    batch
+        .column(i)
+        .as_primitive_opt::<TimestampMicrosecondType>()
 }
 
 fn tag_strings(batch: &RecordBatch, columns: &[String]) -> Result<Vec<String>> {
@@ -441,7 +461,10 @@ fn divert(
     let skew = pipelines.iter().filter_map(|p| p.timing.skew).min();
     if let Some(skew) = skew {
         let limit = now.saturating_add(skew);
-        let ahead: BooleanArray = times.iter().map(|t| Some(t.is_some_and(|t| t > limit))).collect();
+        let ahead: BooleanArray = times
+            .iter()
+            .map(|t| Some(t.is_some_and(|t| t > limit)))
+            .collect();
         if ahead.true_count() > 0 {
             let quarantined = arrow::compute::filter_record_batch(&batch, &ahead)?;
             let keep = arrow::compute::not(&ahead)?;
@@ -528,12 +551,6 @@ impl Pipelines {
         settings: Settings,
         publisher: Option<Arc<dyn EventPublisher>>,
     ) -> Result<Self> {
-        lake.ensure_table(LATE_ROWS_TABLE, &late_rows_schema())?;
-        lake.ensure_table(QUARANTINE_TABLE, &quarantine_schema())?;
-        lake.ensure_table(
-            crate::alerts::ALERTS_TABLE,
-            &crate::alerts::alerts_schema(),
-        )?;
         let (stop, _) = watch::channel(false);
         let inner = Arc::new(Inner {
             lake: lake.clone(),
@@ -568,8 +585,13 @@ impl Pipelines {
                     Ok(spec) if !pipelines.iter().any(|d| d.spec.name == spec.name) => {
                         pipelines.push(Defined { spec, file: None })
                     }
-                    Ok(_) => tracing::warn!(pipeline = n, "a file now defines this pipeline; the API's definition is ignored"),
-                    Err(e) => tracing::warn!(pipeline = n, error = %e, "stored pipeline definition unreadable"),
+                    Ok(_) => tracing::warn!(
+                        pipeline = n,
+                        "a file now defines this pipeline; the API's definition is ignored"
+                    ),
+                    Err(e) => {
+                        tracing::warn!(pipeline = n, error = %e, "stored pipeline definition unreadable")
+                    }
                 }
             } else if let Some(n) = name.strip_prefix(crate::alerts::API_ALERT_PREFIX) {
                 if value.is_null() {
@@ -579,8 +601,13 @@ impl Pipelines {
                     Ok(spec) if !alerts.iter().any(|d| d.spec.name == spec.name) => {
                         alerts.push(Defined { spec, file: None })
                     }
-                    Ok(_) => tracing::warn!(alert = n, "a file now defines this alert; the API's definition is ignored"),
-                    Err(e) => tracing::warn!(alert = n, error = %e, "stored alert definition unreadable"),
+                    Ok(_) => tracing::warn!(
+                        alert = n,
+                        "a file now defines this alert; the API's definition is ignored"
+                    ),
+                    Err(e) => {
+                        tracing::warn!(alert = n, error = %e, "stored alert definition unreadable")
+                    }
                 }
             }
         }
@@ -645,10 +672,17 @@ impl Pipelines {
             (None, None) => return Err(Error::Invalid("no sql".into())),
         };
         if self.inner.pipelines.read().contains_key(&spec.name) {
-            return Err(Error::Conflict(format!(
-                "pipeline '{}' exists",
-                spec.name
-            )));
+            return Err(Error::Conflict(format!("pipeline '{}' exists", spec.name)));
+        }
+        // The system tables a pipeline writes exist (empty) from its start, so they can be
+        // queried; a server without pipelines does not have them.
+        self.inner
+            .lake
+            .ensure_table(LATE_ROWS_TABLE, &late_rows_schema())?;
+        if timing.skew.is_some() {
+            self.inner
+                .lake
+                .ensure_table(QUARANTINE_TABLE, &quarantine_schema())?;
         }
         let (stop, _) = watch::channel(false);
         let running = Arc::new(Running {
@@ -788,7 +822,8 @@ impl Pipelines {
                 };
                 s.dirty.is_empty()
                     && s.emitting_until.is_none()
-                    && s.emitted_until.is_some_and(|e| e >= align_down(w, p.timing.slide))
+                    && s.emitted_until
+                        .is_some_and(|e| e >= align_down(w, p.timing.slide))
             });
             if done {
                 return true;
@@ -874,7 +909,11 @@ async fn fill_latest(inner: &Inner, table: &str, by: &[String], lookback: i64) -
         let keep: Vec<usize> = (0..batch.num_columns().saturating_sub(1)).collect();
         cache.update(table, &batch.project(&keep)?);
     }
-    tracing::info!(table, series = cache.series_count(table), "last-value cache filled");
+    tracing::info!(
+        table,
+        series = cache.series_count(table),
+        "last-value cache filled"
+    );
     Ok(())
 }
 
@@ -889,7 +928,7 @@ async fn query_time(inner: &Inner, table: &str, agg: &str, since: i64) -> Result
     Ok(result.batches.iter().find_map(|b| {
         let c = arrow::compute::cast(b.column(0), &time_type()).ok()?;
         let c = c.as_primitive::<TimestampMicrosecondType>();
-        (c.len() > 0 && c.is_valid(0)).then(|| c.value(0))
+        (!c.is_empty() && c.is_valid(0)).then(|| c.value(0))
     }))
 }
 
@@ -897,9 +936,12 @@ async fn query_time(inner: &Inner, table: &str, agg: &str, since: i64) -> Result
 async fn init(inner: &Inner, p: &Running) -> Result<()> {
     let t = p.timing;
     if inner.lake.schema(&p.spec.source).is_none() {
+        let mut s = p.state.lock();
+        s.waiting_for_source = true;
         if inner.lake.checkpoint(&p.checkpoint_name()).is_none() {
-            p.state.lock().from_first_row = true;
+            s.from_first_row = true;
         }
+        drop(s);
         return Err(Error::Invalid(format!(
             "waiting for the source table '{}'",
             p.spec.source
@@ -962,6 +1004,7 @@ async fn run(inner: Arc<Inner>, p: Arc<Running>) {
                 p.state.lock().error = Some(e.to_string());
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                    _ = p.wake.notified() => {}
                     _ = stop.wait_for(|s| *s) => return,
                     _ = global.wait_for(|s| *s) => return,
                 }
@@ -983,7 +1026,12 @@ async fn run(inner: Arc<Inner>, p: Arc<Running>) {
             tracing::warn!(pipeline = p.spec.name, error = %e, "the rollup cannot serve queries");
         }
     }
-    tracing::info!(pipeline = p.spec.name, source = p.spec.source, target = p.spec.target, "pipeline running");
+    tracing::info!(
+        pipeline = p.spec.name,
+        source = p.spec.source,
+        target = p.spec.target,
+        "pipeline running"
+    );
     loop {
         tokio::select! {
             _ = p.wake.notified() => {}
@@ -1016,7 +1064,10 @@ async fn run(inner: Arc<Inner>, p: Arc<Running>) {
 const CHUNK_MICROS: i64 = 86_400_000_000;
 
 async fn compute(inner: &Inner, p: &Running, first: i64, last: i64) -> Result<Option<RecordBatch>> {
-    let result = inner.engine.sql(&p.query.sql(&p.timing, first, last)).await?;
+    let result = inner
+        .engine
+        .sql(&p.query.sql(&p.timing, first, last))
+        .await?;
     let mut batches = Vec::with_capacity(result.batches.len());
     for b in &result.batches {
         if b.num_rows() > 0 {
@@ -1089,7 +1140,9 @@ async fn step(inner: &Inner, p: &Running) -> Result<()> {
         p.stats
             .windows_emitted
             .fetch_add(((to - from) / t.slide) as u64, Ordering::Relaxed);
-        p.stats.rows_emitted.fetch_add(rows as u64, Ordering::Relaxed);
+        p.stats
+            .rows_emitted
+            .fetch_add(rows as u64, Ordering::Relaxed);
         let lag = now_micros() - (to + t.watermark);
         p.stats
             .last_lag_micros

@@ -339,7 +339,10 @@ impl Definitions {
                 });
             }
         }
-        unique(defs.pipelines.iter().map(|d| (&d.spec.name, &d.file)), "pipeline")?;
+        unique(
+            defs.pipelines.iter().map(|d| (&d.spec.name, &d.file)),
+            "pipeline",
+        )?;
         unique(defs.tables.iter().map(|d| (&d.spec.name, &d.file)), "table")?;
         unique(defs.alerts.iter().map(|d| (&d.spec.name, &d.file)), "alert")?;
         Ok(defs)
@@ -365,8 +368,11 @@ fn unique<'a>(
 
 /// Parses a duration such as `30s`, `5m`, `1h`, `30d`.
 pub fn duration(what: &str, text: &str) -> Result<Duration> {
-    humantime::parse_duration(text.trim())
-        .map_err(|e| Error::Invalid(format!("{what} {text:?}: {e} (write e.g. 30s, 5m, 1h, 30d)")))
+    humantime::parse_duration(text.trim()).map_err(|e| {
+        Error::Invalid(format!(
+            "{what} {text:?}: {e} (write e.g. 30s, 5m, 1h, 30d)"
+        ))
+    })
 }
 
 /// A duration in µs (saturating).
@@ -399,9 +405,7 @@ fn check_table_name(what: &str, name: &str) -> Result<()> {
     civiclake_core::validate_table_name(name)
         .map_err(|e| Error::Invalid(format!("{what}: {e}")))?;
     if name.starts_with('_') {
-        return Err(Error::Invalid(format!(
-            "{what} '{name}' is a system table"
-        )));
+        return Err(Error::Invalid(format!("{what} '{name}' is a system table")));
     }
     Ok(())
 }
@@ -690,8 +694,7 @@ mod tests {
         let text = format!(
             "[[pipeline]]\nname = \"air_5m\"\nsource = \"air\"\ntarget = \"air_5m\"\n{extra}"
         );
-        let file: StreamsFile =
-            toml::from_str(&text).map_err(|e| Error::Invalid(e.to_string()))?;
+        let file: StreamsFile = toml::from_str(&text).map_err(|e| Error::Invalid(e.to_string()))?;
         let spec = file.pipeline.into_iter().next().unwrap();
         check_pipeline(&spec)?;
         Ok(spec)
@@ -773,8 +776,19 @@ mod tests {
     fn the_shipped_definitions_load_and_their_sql_compiles() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../pipelines");
         let defs = Definitions::load(&dir).unwrap();
-        let names: Vec<&str> = defs.pipelines.iter().map(|d| d.spec.name.as_str()).collect();
-        for wanted in ["air_1h", "air_5m", "air_daily", "air_o3_8h", "noise_daily", "traffic_1h"] {
+        let names: Vec<&str> = defs
+            .pipelines
+            .iter()
+            .map(|d| d.spec.name.as_str())
+            .collect();
+        for wanted in [
+            "air_1h",
+            "air_5m",
+            "air_daily",
+            "air_o3_8h",
+            "noise_daily",
+            "traffic_1h",
+        ] {
             assert!(names.contains(&wanted), "{wanted} missing from {names:?}");
         }
         for d in &defs.pipelines {
@@ -786,9 +800,18 @@ mod tests {
             .unwrap_or_else(|e| panic!("{}: {e}", d.spec.name));
         }
         let alerts: Vec<&str> = defs.alerts.iter().map(|d| d.spec.name.as_str()).collect();
-        for wanted in ["pm25-hourly-50", "silent-air", "silent-waste", "pm25-rising"] {
+        for wanted in [
+            "pm25-hourly-50",
+            "silent-air",
+            "silent-waste",
+            "pm25-rising",
+        ] {
             assert!(alerts.contains(&wanted), "{wanted} missing from {alerts:?}");
         }
-        assert!(defs.tables.iter().any(|t| t.spec.name == "air" && t.spec.retention.is_some()));
+        assert!(
+            defs.tables
+                .iter()
+                .any(|t| t.spec.name == "air" && t.spec.retention.is_some())
+        );
     }
 }

@@ -60,8 +60,8 @@ impl WindowQuery {
     /// Takes `sql` apart: one `SELECT` (no `WITH`, `ORDER BY`, `LIMIT`, `DISTINCT`, joins or
     /// set operations) from the table `source`.
     pub fn compile(sql: &str, source: &str) -> Result<Self> {
-        let statements = Parser::parse_sql(&GenericDialect {}, sql)
-            .map_err(|e| invalid(format!("sql: {e}")))?;
+        let statements =
+            Parser::parse_sql(&GenericDialect {}, sql).map_err(|e| invalid(format!("sql: {e}")))?;
         let [Statement::Query(query)] = statements.as_slice() else {
             return Err(invalid("sql: give exactly one SELECT statement"));
         };
@@ -78,13 +78,17 @@ impl WindowQuery {
             return Err(invalid("sql: SELECT DISTINCT is not allowed; use GROUP BY"));
         }
         let [from] = select.from.as_slice() else {
-            return Err(invalid(format!("sql: read exactly one table, the source '{source}'")));
+            return Err(invalid(format!(
+                "sql: read exactly one table, the source '{source}'"
+            )));
         };
         if !from.joins.is_empty() {
             return Err(invalid("sql: joins are not allowed in a pipeline"));
         }
         let TableFactor::Table { name, alias, .. } = &from.relation else {
-            return Err(invalid(format!("sql: read the source table '{source}' directly")));
+            return Err(invalid(format!(
+                "sql: read the source table '{source}' directly"
+            )));
         };
         let table = name
             .0
@@ -118,10 +122,7 @@ impl WindowQuery {
         }
         let (group_by, group_names) = match &select.group_by {
             GroupByExpr::Expressions(exprs, modifiers) if modifiers.is_empty() => {
-                if exprs
-                    .iter()
-                    .any(|e| matches!(e, Expr::Value(_)))
-                {
+                if exprs.iter().any(|e| matches!(e, Expr::Value(_))) {
                     return Err(invalid(
                         "sql: GROUP BY column positions are not allowed; name the columns",
                     ));
@@ -245,7 +246,10 @@ pub(crate) fn to_lake_batch(batch: &RecordBatch, group_names: &[String]) -> Resu
         } else {
             let is_text = matches!(
                 field.data_type(),
-                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Dictionary(_, _)
+                DataType::Utf8
+                    | DataType::LargeUtf8
+                    | DataType::Utf8View
+                    | DataType::Dictionary(_, _)
             );
             if is_text && group_names.iter().any(|g| g == name) {
                 (tag_column(name), tag_type())
@@ -287,7 +291,10 @@ pub(crate) fn to_lake_batch(batch: &RecordBatch, group_names: &[String]) -> Resu
         fields.push(out);
         columns.push(column);
     }
-    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?)
+    Ok(RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        columns,
+    )?)
 }
 
 #[cfg(test)]
@@ -339,7 +346,10 @@ mod tests {
         bad("SELECT avg(pm25) AS v FROM noise", "source is 'air'");
         bad("SELECT avg(pm25) AS v FROM air ORDER BY v", "ORDER BY");
         bad("SELECT * FROM air", "no `*`");
-        bad("SELECT sensor, avg(pm25) AS time FROM air GROUP BY sensor", "'time'");
+        bad(
+            "SELECT sensor, avg(pm25) AS time FROM air GROUP BY sensor",
+            "'time'",
+        );
         bad("SELECT sensor FROM air GROUP BY 1", "positions");
         bad("SELECT a.x FROM air a JOIN b ON a.x = b.x", "joins");
         bad("DELETE FROM air", "SELECT");

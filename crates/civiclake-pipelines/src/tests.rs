@@ -176,6 +176,7 @@ sql = "SELECT sensor, avg(v) AS v, count(*) AS n, max(v) AS vmax FROM air GROUP 
 window = { kind = "tumbling", size = "5m" }
 watermark = "1m"
 allowed_lateness = "10m"
+backfill = "3650d"
 
 [[pipeline]]
 name = "air_15m"
@@ -185,6 +186,7 @@ sql = "SELECT sensor, sum(v) AS total, count(*) AS n FROM air GROUP BY sensor"
 window = { kind = "hopping", size = "15m", slide = "5m" }
 watermark = "1m"
 allowed_lateness = "10m"
+backfill = "3650d"
 "#;
 
 /// Plain SQL over the raw rows, for windows ending at or before `until` (µs), without the
@@ -253,8 +255,15 @@ async fn windows_equal_plain_sql_with_out_of_order_and_late_rows_and_survive_a_r
             .await
         }
     };
-    assert_eq!(target(T0 + 35 * MIN).await, expected_tumbling(&s, T0 + 35 * MIN).await);
-    assert_eq!(target(T0 + 35 * MIN).await.len(), 14, "7 windows × 2 sensors");
+    assert_eq!(
+        target(T0 + 35 * MIN).await,
+        expected_tumbling(&s, T0 + 35 * MIN).await
+    );
+    assert_eq!(
+        target(T0 + 35 * MIN).await.len(),
+        14,
+        "7 windows × 2 sensors"
+    );
     // window_end and time are stored as timestamps.
     assert_eq!(
         s.lines("SELECT count(*) FROM air_5m WHERE window_end = window_start + INTERVAL '5 minutes' AND time = window_start")
@@ -262,7 +271,8 @@ async fn windows_equal_plain_sql_with_out_of_order_and_late_rows_and_survive_a_r
         ["14"]
     );
     assert_eq!(
-        s.lines("SELECT sensor, window_start, total, n FROM air_15m").await,
+        s.lines("SELECT sensor, window_start, total, n FROM air_15m")
+            .await,
         expected_hopping(&s, T0 + 35 * MIN).await
     );
 
@@ -275,7 +285,10 @@ async fn windows_equal_plain_sql_with_out_of_order_and_late_rows_and_survive_a_r
     // pipeline it misses [10m, 25m) but still corrects [15m, 30m) and [20m, 35m).
     s.write(&[("a", T0 + 21 * MIN, 1000.0)]).await;
     s.settle().await;
-    assert_eq!(target(T0 + 35 * MIN).await, expected_tumbling(&s, T0 + 35 * MIN).await);
+    assert_eq!(
+        target(T0 + 35 * MIN).await,
+        expected_tumbling(&s, T0 + 35 * MIN).await
+    );
     assert!(
         target(T0 + 35 * MIN)
             .await
@@ -284,15 +297,22 @@ async fn windows_equal_plain_sql_with_out_of_order_and_late_rows_and_survive_a_r
         "the late sensor c has its window"
     );
     assert_eq!(
-        s.lines("SELECT sensor, window_start, total, n FROM air_15m").await,
+        s.lines("SELECT sensor, window_start, total, n FROM air_15m")
+            .await,
         expected_hopping(&s, T0 + 35 * MIN).await
     );
     let late = s
         .lines("SELECT pipeline, source, series, event_time, row FROM _late_rows")
         .await;
     assert_eq!(late.len(), 2, "{late:?}");
-    assert!(late[0].starts_with("air_15m air sensor=a 2026-01-01T00:21:00"), "{late:?}");
-    assert!(late[1].starts_with("air_5m air sensor=a 2026-01-01T00:21:00"), "{late:?}");
+    assert!(
+        late[0].starts_with("air_15m air sensor=a 2026-01-01T00:21:00"),
+        "{late:?}"
+    );
+    assert!(
+        late[1].starts_with("air_5m air sensor=a 2026-01-01T00:21:00"),
+        "{late:?}"
+    );
     assert!(late[1].contains("\"v\":1000"), "{late:?}");
     let status = s.pipelines.status("air_5m").unwrap();
     assert!(status.corrections >= 1, "{status:?}");
@@ -305,7 +325,10 @@ async fn windows_equal_plain_sql_with_out_of_order_and_late_rows_and_survive_a_r
         let text = std::fs::read_to_string(entry.unwrap().path()).unwrap_or_default();
         replaced |= text.contains("\"remove\"") && text.contains("\"add\"");
     }
-    assert!(replaced, "a commit of air_5m removes the first file and adds its correction");
+    assert!(
+        replaced,
+        "a commit of air_5m removes the first file and adds its correction"
+    );
     let before = s.lines("SELECT * FROM air_5m").await;
     s.stop().await;
 
@@ -336,7 +359,8 @@ async fn windows_equal_plain_sql_with_out_of_order_and_late_rows_and_survive_a_r
         ["0"]
     );
     assert_eq!(
-        s.lines("SELECT sensor, window_start, total, n FROM air_15m").await,
+        s.lines("SELECT sensor, window_start, total, n FROM air_15m")
+            .await,
         expected_hopping(&s, until).await
     );
     s.stop().await;
@@ -358,8 +382,12 @@ series = ["sensor"]
 "#;
     let s = open(dir.path(), streams, "").await;
     let now = chrono::Utc::now().timestamp_micros();
-    s.write(&[("ok", now, 1.0), ("fast", now + 3_600_000_000, 2.0), ("ok", now - MIN, 3.0)])
-        .await;
+    s.write(&[
+        ("ok", now, 1.0),
+        ("fast", now + 3_600_000_000, 2.0),
+        ("ok", now - MIN, 3.0),
+    ])
+    .await;
     assert_eq!(
         s.lines("SELECT sensor, v FROM air").await,
         ["ok 1.0", "ok 3.0"]
@@ -440,10 +468,20 @@ every = "1h"
     assert_eq!(rising.len(), 1, "{rising:?}");
     assert!((rising[0].value - 10.0).abs() < 1e-9, "{rising:?}");
     // Still high: no new transition.
-    assert!(s.pipelines.evaluate_alert("v-high", now).await.unwrap().is_empty());
+    assert!(
+        s.pipelines
+            .evaluate_alert("v-high", now)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // An hour later a reads low: resolved.
     s.write(&[("a", now + 50 * MIN, 2.0)]).await;
-    let resolved = s.pipelines.evaluate_alert("v-high", now + 60 * MIN).await.unwrap();
+    let resolved = s
+        .pipelines
+        .evaluate_alert("v-high", now + 60 * MIN)
+        .await
+        .unwrap();
     assert_eq!(resolved.len(), 1);
     assert_eq!(resolved[0].state, "resolved");
     let events = s.events.0.lock().clone();
@@ -467,8 +505,14 @@ every = "1h"
     let table = s
         .lines("SELECT alert, series, state FROM _alerts WHERE alert = 'v-high'")
         .await;
-    assert!(table.contains(&"v-high sensor=a firing".to_string()), "{table:?}");
-    assert!(table.contains(&"v-high sensor=a resolved".to_string()), "{table:?}");
+    assert!(
+        table.contains(&"v-high sensor=a firing".to_string()),
+        "{table:?}"
+    );
+    assert!(
+        table.contains(&"v-high sensor=a resolved".to_string()),
+        "{table:?}"
+    );
     assert_eq!(
         s.pipelines.alert_status("silent").unwrap().firing[0].series,
         "sensor=b"
@@ -478,7 +522,13 @@ every = "1h"
     let s = open(dir.path(), "", alerts).await;
     let st = s.pipelines.alert_status("silent").unwrap();
     assert_eq!(st.firing.len(), 1);
-    assert!(s.pipelines.alert_status("v-high").unwrap().firing.is_empty());
+    assert!(
+        s.pipelines
+            .alert_status("v-high")
+            .unwrap()
+            .firing
+            .is_empty()
+    );
     s.stop().await;
 }
 
@@ -497,10 +547,7 @@ latest_lookback = "3650d"
     let latest = "SELECT sensor, time, v FROM latest('air')";
     assert_eq!(
         s.lines(latest).await,
-        [
-            "a 2026-01-01T00:02:00Z 3.0",
-            "b 2026-01-01T00:01:00Z 2.0"
-        ]
+        ["a 2026-01-01T00:02:00Z 3.0", "b 2026-01-01T00:01:00Z 2.0"]
     );
     let e = s
         .engine
@@ -518,10 +565,7 @@ latest_lookback = "3650d"
     }
     assert_eq!(
         s.lines(latest).await,
-        [
-            "a 2026-01-01T00:02:00Z 3.0",
-            "b 2026-01-01T00:01:00Z 2.0"
-        ]
+        ["a 2026-01-01T00:02:00Z 3.0", "b 2026-01-01T00:01:00Z 2.0"]
     );
     s.stop().await;
 }

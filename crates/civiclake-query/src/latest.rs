@@ -8,9 +8,7 @@
 //! one batch build, not a scan.
 
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
-use datafusion::arrow::datatypes::{
-    DataType, Field, Schema, SchemaRef, TimestampMicrosecondType,
-};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimestampMicrosecondType};
 use datafusion::catalog::{TableFunctionImpl, TableProvider};
 use datafusion::common::{DataFusionError, ScalarValue, plan_err};
 use datafusion::datasource::MemTable;
@@ -255,7 +253,9 @@ impl TableFunctionImpl for LatestFunction {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::arrow::array::{Float64Array, StringDictionaryBuilder, TimestampMicrosecondArray};
+    use datafusion::arrow::array::{
+        Float64Array, StringDictionaryBuilder, TimestampMicrosecondArray,
+    };
     use datafusion::arrow::datatypes::Int32Type;
 
     fn batch(rows: &[(&str, i64, f64)]) -> RecordBatch {
@@ -290,12 +290,17 @@ mod tests {
         cache.update("air", &batch(&[("a", 1, 1.0)]));
         assert!(cache.batch("air").is_none(), "not enabled yet");
         cache.enable("air", vec!["sensor".into()]);
-        cache.update("air", &batch(&[("a", 10, 1.0), ("b", 5, 2.0), ("a", 20, 3.0)]));
+        cache.update(
+            "air",
+            &batch(&[("a", 10, 1.0), ("b", 5, 2.0), ("a", 20, 3.0)]),
+        );
         // An older reading of a arrives late: it does not replace the newer one.
         cache.update("air", &batch(&[("a", 15, 9.0), ("b", 5, 4.0)]));
         let b = cache.batch("air").unwrap();
         assert_eq!(b.num_rows(), 2);
-        let v = b.column(2).as_primitive::<datafusion::arrow::datatypes::Float64Type>();
+        let v = b
+            .column(2)
+            .as_primitive::<datafusion::arrow::datatypes::Float64Type>();
         let t = b.column(0).as_primitive::<TimestampMicrosecondType>();
         // Sorted by series: a then b; b's equal time: the later write wins.
         assert_eq!((t.value(0), v.value(0)), (20, 3.0));

@@ -278,6 +278,7 @@ pub struct DashboardSettings {
 pub struct PipelineSettings {
     /// Folder of the definitions: `streams/*.toml` (pipelines, tables) and `alerts/*.toml`.
     #[arg(
+        id = "pipelines_dir",
         long = "pipelines-dir",
         env = "CIVICLAKE_PIPELINES__DIR",
         value_name = "DIR"
@@ -286,6 +287,7 @@ pub struct PipelineSettings {
     pub dir: Option<PathBuf>,
     /// How often retention drops expired day partitions.
     #[arg(
+        id = "pipelines_retention_interval",
         long = "pipelines-retention-interval",
         env = "CIVICLAKE_PIPELINES__RETENTION_INTERVAL",
         value_name = "DURATION"

@@ -136,7 +136,21 @@ struct AlertBus(Arc<std::sync::OnceLock<civiclake_bus::Bus>>);
 #[async_trait::async_trait]
 impl civiclake_pipelines::EventPublisher for AlertBus {
     async fn publish(&self, event: civiclake_core::CloudEvent) -> Result<(), String> {
-        let bus = self.0.get().ok_or("the interoperability bus is not running")?;
+        let bus = self
+            .0
+            .get()
+            .ok_or("the interoperability bus is not running")?;
+        // The schema of alert events is registered with the first one (a bus without alert
+        // rules keeps its registry as its operators made it).
+        if bus.with_registry(|r| r.latest(&event.ty).is_none()) {
+            bus.register_schema(
+                "civiclake",
+                &event.ty,
+                civiclake_pipelines::alert_event_schema(),
+            )
+            .await
+            .map_err(|e| format!("registering the schema of {}: {e}", event.ty))?;
+        }
         bus.publish("civiclake-alerts", vec![event])
             .await
             .map(|_| ())

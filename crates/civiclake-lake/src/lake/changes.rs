@@ -500,9 +500,7 @@ impl Lake {
 
     /// Removes an observer added with [`Lake::add_observer`] (compared by pointer).
     pub fn remove_observer(&self, observer: &Arc<dyn WriteObserver>) {
-        self.observers
-            .write()
-            .retain(|o| !Arc::ptr_eq(o, observer));
+        self.observers.write().retain(|o| !Arc::ptr_eq(o, observer));
     }
 
     fn prepare(&self, change: Change, entries: &mut Vec<Entry>, ops: &mut Vec<Op>) -> Result<()> {
