@@ -243,6 +243,9 @@ fn spawn(
         ])
         .arg(data)
         .args(extra_args)
+        // No pipelines or alert rules unless a part asks (`--pipelines-dir`): the shipped ones
+        // in ./pipelines would run over the benchmark's tables.
+        .env("CIVICLAKE_PIPELINES__DIR", data.join("no-pipelines"))
         // The server's own log filter: warnings only, unless CIVICLAKE_BENCH_SERVER_LOG says
         // otherwise (e.g. `info,civiclake_server::kafka=debug` to look into a part).
         .env(

@@ -1119,6 +1119,14 @@ async fn step(inner: &Inner, p: &Running) -> Result<()> {
         let to = target.min(from + chunk);
         p.state.lock().emitting_until = Some(to);
         let batch = compute(inner, p, from - t.size + t.slide, to - t.size).await?;
+        let mut to = to;
+        if batch.is_none() && to < target {
+            // No rows in these windows: skip the empty ones up to the next row (the windows
+            // ending before it hold nothing either), so a gap of months is one query.
+            let next = query_time(inner, &p.spec.source, "min", to).await?;
+            let jump = next.map_or(target, |n| align_down(n, t.slide));
+            to = jump.clamp(to, target);
+        }
         let mut changes = Vec::new();
         let rows = batch.as_ref().map_or(0, RecordBatch::num_rows);
         if let Some(batch) = batch {

@@ -603,3 +603,46 @@ async fn pipelines_created_through_the_api_are_kept_and_deleted() {
     assert_eq!(s.pipelines.list().len(), 2);
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_drops_whole_old_days_of_raw_data_and_keeps_the_rollup_longer() {
+    let dir = tempfile::tempdir().unwrap();
+    let streams = r#"
+[[table]]
+name = "air"
+retention = "2d"
+
+[[pipeline]]
+name = "air_hourly"
+source = "air"
+target = "air_hourly"
+rollup = { series = ["sensor"], fields = ["v"] }
+window = { kind = "tumbling", size = "1h" }
+watermark = "0s"
+backfill = "3650d"
+retention = "3650d"
+"#;
+    let s = open(dir.path(), streams, "").await;
+    let now = chrono::Utc::now().timestamp_micros();
+    let day = 86_400_000_000;
+    // Old rows (2026-01-01, 02), and rows of today.
+    s.write(&[("a", T0, 1.0), ("a", T0 + day, 2.0), ("a", now - MIN, 3.0)])
+        .await;
+    s.settle().await;
+    s.lake.flush().await.unwrap();
+    let runs = s.pipelines.enforce_retention().await.unwrap();
+    let air = runs
+        .iter()
+        .find(|r| r.table == "air")
+        .expect("air has a retention");
+    assert_eq!(air.outcome.days_dropped, ["2026-01-01", "2026-01-02"]);
+    assert_eq!(s.lines("SELECT v FROM air").await, ["3.0"]);
+    assert!(!dir.path().join("tables/air/day=2026-01-01").exists());
+    // The rollup keeps the old hours.
+    assert_eq!(
+        s.lines("SELECT v_sum FROM air_hourly WHERE time < TIMESTAMP '2026-02-01T00:00:00Z'")
+            .await,
+        ["1.0", "2.0"]
+    );
+    s.stop().await;
+}

@@ -3,11 +3,14 @@
 //! function `latest('table')` without reading the table's history.
 //!
 //! A series' entry is the whole row of its greatest `time` (a later write with an older time
-//! does not replace it; equal times: the later write wins). Rows are kept as scalars and
-//! turned into one Arrow batch when a query asks after a change, so reading 10k series costs
-//! one batch build, not a scan.
+//! does not replace it; equal times: the later write wins). A row is kept as a reference
+//! into the written batch (no copy on the write path); a query after a change gathers the
+//! rows into one batch (`interleave`), so reading 10k series costs one gather, not a scan.
+//! Past 64 referenced batches the latest rows are copied into one and the rest let go, so
+//! a silent sensor does not keep old batches alive.
 
-use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, new_null_array};
+use datafusion::arrow::compute::{cast, interleave};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimestampMicrosecondType};
 use datafusion::catalog::{TableFunctionImpl, TableProvider};
 use datafusion::common::{DataFusionError, ScalarValue, plan_err};
@@ -30,10 +33,16 @@ struct TableLatest {
     series: Vec<String>,
     /// Columns seen so far, in order of appearance (the table's schema grows the same way).
     fields: Vec<Field>,
-    rows: HashMap<Vec<Option<String>>, (i64, Vec<ScalarValue>)>,
+    /// The batches rows are kept in (written batches, shared with the write, not copied).
+    batches: Vec<RecordBatch>,
+    /// Per series: time, batch, row.
+    rows: HashMap<Vec<Option<String>>, (i64, usize, usize)>,
     /// The rows as one batch, until the next change.
     built: Option<RecordBatch>,
 }
+
+/// Past this many batches, the latest rows are copied into one and the others let go.
+const MAX_BATCHES: usize = 64;
 
 impl LatestCache {
     /// Keeps the latest row of every series of `table`, a series being the values of the
@@ -44,6 +53,7 @@ impl LatestCache {
             Arc::new(Mutex::new(TableLatest {
                 series,
                 fields: Vec::new(),
+                batches: Vec::new(),
                 rows: HashMap::new(),
                 built: None,
             })),
@@ -93,25 +103,6 @@ impl LatestCache {
     }
 }
 
-fn tag_text(array: &dyn Array, row: usize) -> Option<String> {
-    if array.is_null(row) {
-        return None;
-    }
-    match array.data_type() {
-        DataType::Dictionary(_, _) => {
-            let dict = array.as_any_dictionary();
-            let key = dict.normalized_keys()[row];
-            let values = dict.values();
-            ScalarValue::try_from_array(values.as_ref(), key)
-                .ok()
-                .map(|v| v.to_string())
-        }
-        _ => ScalarValue::try_from_array(array, row)
-            .ok()
-            .map(|v| v.to_string()),
-    }
-}
-
 impl TableLatest {
     fn update(&mut self, batch: &RecordBatch) {
         let schema = batch.schema();
@@ -126,25 +117,24 @@ impl TableLatest {
         else {
             return;
         };
-        // Where each column of the batch goes in the cache's column list.
-        let mut slots = Vec::with_capacity(schema.fields().len());
         for field in schema.fields() {
-            let slot = match self.fields.iter().position(|f| f.name() == field.name()) {
-                Some(i) if self.fields[i].data_type() == field.data_type() => Some(i),
-                Some(_) => None,
-                None => {
-                    self.fields.push(field.as_ref().clone().with_nullable(true));
-                    Some(self.fields.len() - 1)
-                }
-            };
-            slots.push(slot);
+            if !self.fields.iter().any(|f| f.name() == field.name()) {
+                self.fields.push(field.as_ref().clone().with_nullable(true));
+            }
         }
-        let series: Vec<Option<usize>> = self
+        // The series columns as text, once per batch.
+        let series: Vec<Option<ArrayRef>> = self
             .series
             .iter()
-            .map(|s| schema.index_of(s).ok())
+            .map(|s| {
+                schema
+                    .index_of(s)
+                    .ok()
+                    .and_then(|i| cast(batch.column(i), &DataType::Utf8).ok())
+            })
             .collect();
-        let mut changed = false;
+        let index = self.batches.len();
+        let mut used = false;
         for row in 0..batch.num_rows() {
             if time.is_null(row) {
                 continue;
@@ -152,25 +142,39 @@ impl TableLatest {
             let t = time.value(row);
             let key: Vec<Option<String>> = series
                 .iter()
-                .map(|i| i.and_then(|i| tag_text(batch.column(i).as_ref(), row)))
+                .map(|c| {
+                    c.as_ref()
+                        .filter(|c| c.is_valid(row))
+                        .map(|c| c.as_string::<i32>().value(row).to_string())
+                })
                 .collect();
-            if self.rows.get(&key).is_some_and(|(old, _)| *old > t) {
+            if self.rows.get(&key).is_some_and(|(old, _, _)| *old > t) {
                 continue;
             }
-            let mut values = vec![ScalarValue::Null; self.fields.len()];
-            for (col, slot) in slots.iter().enumerate() {
-                if let Some(slot) = slot
-                    && let Ok(v) = ScalarValue::try_from_array(batch.column(col).as_ref(), row)
-                {
-                    values[*slot] = v;
-                }
-            }
-            self.rows.insert(key, (t, values));
-            changed = true;
+            self.rows.insert(key, (t, index, row));
+            used = true;
         }
-        if changed {
+        if used {
+            self.batches.push(batch.clone());
             self.built = None;
+            if self.batches.len() > MAX_BATCHES {
+                self.compact();
+            }
         }
+    }
+
+    /// Copies the latest rows into one batch and lets the others go.
+    fn compact(&mut self) {
+        let built = self.build();
+        let mut keys: Vec<_> = self.rows.keys().cloned().collect();
+        keys.sort();
+        for (i, key) in keys.into_iter().enumerate() {
+            if let Some(entry) = self.rows.get_mut(&key) {
+                *entry = (entry.0, 0, i);
+            }
+        }
+        self.batches = vec![built.clone()];
+        self.built = Some(built);
     }
 
     fn build(&mut self) -> RecordBatch {
@@ -180,34 +184,27 @@ impl TableLatest {
         let schema: SchemaRef = Arc::new(Schema::new(self.fields.clone()));
         let mut entries: Vec<_> = self.rows.iter().collect();
         entries.sort_by(|a, b| a.0.cmp(b.0));
+        let indices: Vec<(usize, usize)> = entries.iter().map(|(_, (_, b, r))| (*b, *r)).collect();
         let mut columns = Vec::with_capacity(self.fields.len());
-        for (i, field) in self.fields.iter().enumerate() {
-            let values = entries.iter().map(|(_, (_, v))| {
-                v.get(i)
-                    .filter(|v| !v.is_null())
-                    .cloned()
-                    .unwrap_or_else(|| {
-                        ScalarValue::try_from(field.data_type()).unwrap_or(ScalarValue::Null)
-                    })
-            });
-            let array = if entries.is_empty() {
+        for field in &self.fields {
+            let arrays: Vec<ArrayRef> = self
+                .batches
+                .iter()
+                .map(|b| match b.column_by_name(field.name()) {
+                    Some(c) if c.data_type() == field.data_type() => c.clone(),
+                    Some(c) => cast(c, field.data_type())
+                        .unwrap_or_else(|_| new_null_array(field.data_type(), b.num_rows())),
+                    None => new_null_array(field.data_type(), b.num_rows()),
+                })
+                .collect();
+            let refs: Vec<&dyn Array> = arrays.iter().map(|a| a.as_ref()).collect();
+            let column = if refs.is_empty() {
                 datafusion::arrow::array::new_empty_array(field.data_type())
             } else {
-                match ScalarValue::iter_to_array(values) {
-                    Ok(a) if a.data_type() == field.data_type() => a,
-                    Ok(a) => datafusion::arrow::compute::cast(&a, field.data_type())
-                        .unwrap_or_else(|_| {
-                            datafusion::arrow::array::new_null_array(
-                                field.data_type(),
-                                entries.len(),
-                            )
-                        }),
-                    Err(_) => {
-                        datafusion::arrow::array::new_null_array(field.data_type(), entries.len())
-                    }
-                }
+                interleave(&refs, &indices)
+                    .unwrap_or_else(|_| new_null_array(field.data_type(), indices.len()))
             };
-            columns.push(array);
+            columns.push(column);
         }
         let batch = RecordBatch::try_new(schema.clone(), columns)
             .unwrap_or_else(|_| RecordBatch::new_empty(schema));
@@ -308,5 +305,23 @@ mod tests {
         assert_eq!(cache.series_count("air"), 2);
         assert!(cache.disable("air"));
         assert!(cache.batch("air").is_none());
+    }
+
+    #[test]
+    fn many_writes_keep_few_batches_alive() {
+        let cache = LatestCache::default();
+        cache.enable("air", vec!["sensor".into()]);
+        for i in 0..200i64 {
+            let name = format!("s{}", i % 10);
+            cache.update("air", &batch(&[(name.as_str(), i, i as f64)]));
+        }
+        let entry = cache.tables.read().get("air").cloned().unwrap();
+        assert!(entry.lock().batches.len() <= MAX_BATCHES + 1);
+        let b = cache.batch("air").unwrap();
+        assert_eq!(b.num_rows(), 10);
+        let v = b.column(2).as_primitive::<datafusion::arrow::datatypes::Float64Type>();
+        // s0's latest is i = 190, s9's i = 199.
+        assert_eq!(v.value(0), 190.0);
+        assert_eq!(v.value(9), 199.0);
     }
 }
