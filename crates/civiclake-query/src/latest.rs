@@ -319,7 +319,9 @@ mod tests {
         assert!(entry.lock().batches.len() <= MAX_BATCHES + 1);
         let b = cache.batch("air").unwrap();
         assert_eq!(b.num_rows(), 10);
-        let v = b.column(2).as_primitive::<datafusion::arrow::datatypes::Float64Type>();
+        let v = b
+            .column(2)
+            .as_primitive::<datafusion::arrow::datatypes::Float64Type>();
         // s0's latest is i = 190, s9's i = 199.
         assert_eq!(v.value(0), 190.0);
         assert_eq!(v.value(9), 199.0);

@@ -4,7 +4,8 @@
 use crate::delete_filter::DeleteFilterExec;
 use civiclake_core::TIME_COLUMN;
 use civiclake_lake::{DataFile, Lake, TableSnapshot};
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::array::{AsArray, RecordBatch};
+use datafusion::arrow::datatypes::{SchemaRef, TimestampMicrosecondType};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::config::TableParquetOptions;
 use datafusion::common::{DFSchema, ScalarValue};
@@ -134,6 +135,28 @@ pub(crate) fn file_overlaps(f: &DataFile, range: TimeRange) -> bool {
     !(below || above)
 }
 
+/// Whether a buffered batch may hold rows in `range` (its `time` column's min and max; the
+/// filter above the scan still applies, this only spares reading batches that cannot match,
+/// e.g. the minutes outside a pipeline's window).
+fn batch_overlaps(b: &RecordBatch, range: TimeRange) -> bool {
+    if range.min == i64::MIN && range.max == i64::MAX {
+        return true;
+    }
+    let Some(t) = b
+        .column_by_name(TIME_COLUMN)
+        .and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>())
+    else {
+        return true;
+    };
+    match (
+        datafusion::arrow::compute::min(t),
+        datafusion::arrow::compute::max(t),
+    ) {
+        (Some(min), Some(max)) => !(max < range.min || min > range.max),
+        _ => true,
+    }
+}
+
 #[async_trait::async_trait]
 impl TableProvider for LakeTable {
     fn schema(&self) -> SchemaRef {
@@ -223,7 +246,7 @@ impl TableProvider for LakeTable {
             .snapshot
             .batches
             .iter()
-            .filter(|b| b.num_rows() > 0)
+            .filter(|b| b.num_rows() > 0 && batch_overlaps(b, range))
             .cloned()
             .collect();
         if !batches.is_empty() || inputs.is_empty() {
