@@ -269,7 +269,11 @@ impl Pipelines {
             .cloned()
             .ok_or_else(|| Error::NotFound(format!("alert '{name}'")))?;
         let result = self.evaluate_rule(&rule, now).await;
-        *rule.last_evaluated.lock() = Some(now);
+        // A rule over a table that does not exist yet is tried again within a second, not
+        // after `every`.
+        if self.inner.lake.schema(&rule.spec.table).is_some() {
+            *rule.last_evaluated.lock() = Some(now);
+        }
         *rule.error.lock() = result.as_ref().err().map(ToString::to_string);
         result
     }
