@@ -3,14 +3,13 @@
 //! (`bus/alerts/<rule>`), where webhooks, e-mail relays and other consumers subscribe.
 
 use crate::error::{Error, Result};
-use crate::runtime::{Pipelines, now_micros};
+use crate::runtime::{Pipelines, dict, now_micros, rfc3339};
 use crate::spec::{AlertKind, AlertSpec, AlertTiming, Comparison, Defined, check_alert};
 use crate::sqlgen::timestamp_literal;
 use arrow::array::{
-    Array, ArrayRef, AsArray, Float64Array, RecordBatch, StringArray, StringDictionaryBuilder,
-    TimestampMicrosecondArray,
+    Array, AsArray, Float64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
-use arrow::datatypes::{DataType, Float64Type, Int32Type, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Float64Type, Schema, SchemaRef};
 use civiclake_core::{CloudEvent, field_column, tag_column, time_column, time_type};
 use parking_lot::{Mutex, RwLock};
 use serde_json::{Value, json};
@@ -124,12 +123,6 @@ pub struct Transition {
     pub state: String,
     /// The value evaluated.
     pub value: f64,
-}
-
-fn rfc3339(micros: i64) -> String {
-    chrono::DateTime::from_timestamp_micros(micros)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
 impl Rule {
@@ -247,14 +240,6 @@ fn series_keys(batch: &RecordBatch, by: &[String]) -> Result<Vec<String>> {
                 .join(",")
         })
         .collect())
-}
-
-fn dict(values: &[String]) -> ArrayRef {
-    let mut b = StringDictionaryBuilder::<Int32Type>::new();
-    for v in values {
-        b.append_value(v);
-    }
-    Arc::new(b.finish())
 }
 
 impl Pipelines {

@@ -155,7 +155,7 @@ pub struct PipelineStatus {
     pub last_lag_ms: f64,
 }
 
-fn rfc3339(micros: i64) -> String {
+pub(crate) fn rfc3339(micros: i64) -> String {
     chrono::DateTime::from_timestamp_micros(micros)
         .unwrap_or_default()
         .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
@@ -432,7 +432,7 @@ fn json_rows(batch: &RecordBatch) -> Result<Vec<String>> {
     Ok(rows.iter().map(Value::to_string).collect())
 }
 
-fn dict(values: &[String]) -> ArrayRef {
+pub(crate) fn dict(values: &[String]) -> ArrayRef {
     let mut b = StringDictionaryBuilder::<Int32Type>::new();
     for v in values {
         b.append_value(v);
