@@ -67,6 +67,17 @@ fn send(req: reqwest::blocking::RequestBuilder, token: &str, body: Option<Value>
     )
 }
 
+/// The JSON rows of `sql` (asserting a 200).
+fn query_rows(url: &str, token: &str, sql: &str) -> Vec<Value> {
+    let (status, body) = send(
+        TestServer::client().post(format!("{url}/api/v1/query")),
+        token,
+        Some(json!({"sql": sql})),
+    );
+    assert_eq!(status, 200, "{sql}: {body}");
+    body.as_array().cloned().unwrap_or_default()
+}
+
 #[test]
 fn pipelines_rollups_and_alerts_through_the_server() {
     let dir = tempfile::tempdir().unwrap();
@@ -97,15 +108,7 @@ fn pipelines_rollups_and_alerts_through_the_server() {
     assert_eq!(status, 204, "{body}");
 
     // The 1-minute windows up to the watermark (the newest reading) appear.
-    let rows = |sql: &str| -> Vec<Value> {
-        let (status, body) = send(
-            c.post(format!("{url}/api/v1/query")),
-            &admin,
-            Some(json!({"sql": sql})),
-        );
-        assert_eq!(status, 200, "{sql}: {body}");
-        body.as_array().cloned().unwrap_or_default()
-    };
+    let rows = |sql: &str| query_rows(url, &admin, sql);
     // None while the table does not exist yet.
     let count = |table: &str| -> Option<i64> {
         let (status, body) = send(
@@ -289,15 +292,7 @@ fn pipelines_rollups_and_alerts_through_the_server() {
     let url = &server.url;
     let (_, list) = send(c.get(format!("{url}/api/v1/pipelines")), &admin, None);
     assert_eq!(list["pipelines"].as_array().unwrap().len(), 3);
-    let rows = |sql: &str| -> Vec<Value> {
-        let (status, body) = send(
-            c.post(format!("{url}/api/v1/query")),
-            &admin,
-            Some(json!({"sql": sql})),
-        );
-        assert_eq!(status, 200, "{sql}: {body}");
-        body.as_array().cloned().unwrap_or_default()
-    };
+    let rows = |sql: &str| query_rows(url, &admin, sql);
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(rows("SELECT count(*) AS n FROM air_1m")[0]["n"], before);
     let (status, _) = send(
