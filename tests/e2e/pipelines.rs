@@ -45,10 +45,10 @@ every = "1s"
 
 fn setup(dir: &std::path::Path) -> std::path::PathBuf {
     let defs = dir.join("defs");
-    std::fs::create_dir_all(defs.join("streams")).unwrap();
-    std::fs::create_dir_all(defs.join("alerts")).unwrap();
-    std::fs::write(defs.join("streams/air.toml"), STREAMS).unwrap();
-    std::fs::write(defs.join("alerts/air.toml"), ALERTS).unwrap();
+    std::fs::create_dir_all(defs.join("streams")).expect("streams dir");
+    std::fs::create_dir_all(defs.join("alerts")).expect("alerts dir");
+    std::fs::write(defs.join("streams/air.toml"), STREAMS).expect("streams file");
+    std::fs::write(defs.join("alerts/air.toml"), ALERTS).expect("alerts file");
     defs
 }
 
@@ -58,7 +58,7 @@ fn send(req: reqwest::blocking::RequestBuilder, token: &str, body: Option<Value>
         Some(b) => req.json(&b),
         None => req,
     };
-    let r = req.send().unwrap();
+    let r = req.send().expect("request");
     let status = r.status().as_u16();
     let text = r.text().unwrap_or_default();
     (
