@@ -197,8 +197,13 @@ fn pipelines_rollups_and_alerts_through_the_server() {
         None,
     );
     assert_eq!(a["firing"][0]["series"], "sensor=s1");
-    let logged =
-        rows("SELECT type, source, subject FROM bus_events WHERE type = 'civiclake.alert.firing'");
+    // The state changes first; the `_alerts` row and the bus event follow.
+    let alert_events =
+        "SELECT type, source, subject FROM bus_events WHERE type = 'civiclake.alert.firing'";
+    wait_until(Duration::from_secs(30), "the alert on the bus", || {
+        !rows(alert_events).is_empty()
+    });
+    let logged = rows(alert_events);
     assert_eq!(
         logged,
         [
