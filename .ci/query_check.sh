@@ -35,9 +35,10 @@ trap cleanup EXIT
 echo "simulating the city (seed $SEED, $SENSORS sensors, $DAYS day) to Parquet in $WORK/parquet"
 "$BIN" simulate --seed "$SEED" --sensors "$SENSORS" --days "$DAYS" --format parquet --out "$WORK/parquet"
 
-# No `_metrics` samples: the flush below must write exactly the city's rows.
+# No `_metrics` samples and no pipelines (the shipped ones in pipelines/ would write their
+# aggregates): the flush below must write exactly the city's rows.
 "$BIN" serve --insecure-no-auth --http-addr 127.0.0.1:0 --data-dir "$WORK/data" \
-    --metrics-sample-interval 0s \
+    --metrics-sample-interval 0s --pipelines-dir "$WORK/no-pipelines" \
     >"$WORK/serve.out" 2>"$WORK/serve.err" &
 SERVER_PID=$!
 URL=""
