@@ -197,7 +197,7 @@ struct LakeSchema {
     scope: SqlScope,
     /// The named views, and the session they are planned in (None inside a view's own
     /// planning: views do not read views).
-    views: Option<(Views, SessionState)>,
+    views: Option<(Views, Arc<SessionState>)>,
 }
 
 /// A named view: SQL over lake tables, offered to every session whose scope sees all of
@@ -291,7 +291,7 @@ impl SchemaProvider for LakeSchema {
             )?;
             let catalogs = Arc::new(MemoryCatalogProviderList::new());
             catalogs.register_catalog("datafusion".into(), inner);
-            let state = SessionStateBuilder::new_from_existing(base.clone())
+            let state = SessionStateBuilder::new_from_existing(SessionState::clone(base))
                 .with_catalog_list(catalogs)
                 .build();
             let ctx = SessionContext::new_with_state(state);
@@ -328,7 +328,8 @@ impl SchemaProvider for LakeSchema {
 #[derive(Debug, Clone)]
 pub struct QueryEngine {
     lake: Arc<Lake>,
-    base: SessionState,
+    /// Shared: an engine is cloned with every request's state, a session state is large.
+    base: Arc<SessionState>,
     config: QueryConfig,
     views: Views,
     latest: Arc<crate::latest::LatestCache>,
@@ -361,7 +362,7 @@ impl QueryEngine {
             .map_err(|e| Error::Execution(e.to_string()))?;
         Ok(Self {
             lake,
-            base,
+            base: Arc::new(base),
             config,
             views: Arc::default(),
             latest: Arc::default(),
@@ -454,7 +455,7 @@ impl QueryEngine {
             .map_err(|e| Error::Execution(e.to_string()))?;
         let catalogs = Arc::new(MemoryCatalogProviderList::new());
         catalogs.register_catalog("datafusion".into(), catalog);
-        let mut state = SessionStateBuilder::new_from_existing(self.base.clone())
+        let mut state = SessionStateBuilder::new_from_existing(SessionState::clone(&self.base))
             .with_runtime_env(runtime)
             .with_catalog_list(catalogs);
         if let Some(rule) = self.rollup_rule(scope, rollups) {

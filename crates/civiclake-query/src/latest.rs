@@ -35,11 +35,29 @@ struct TableLatest {
     fields: Vec<Field>,
     /// The batches rows are kept in (written batches, shared with the write, not copied).
     batches: Vec<RecordBatch>,
-    /// Per series: time, batch, row.
-    rows: HashMap<Vec<Option<String>>, (i64, usize, usize)>,
+    /// Series values as numbers: text → id, and id → text.
+    ids: HashMap<String, u32>,
+    texts: Vec<String>,
+    /// A series (one value id per series column, [`NULL`] for none) → its slot.
+    index: HashMap<Box<[u32]>, usize>,
+    /// Per series: its key, and the time, batch and row of its latest row.
+    slots: Vec<Slot>,
+    /// The slots in the order of their series' values, until a series is added.
+    order: Option<Vec<usize>>,
     /// The rows as one batch, until the next change.
     built: Option<RecordBatch>,
 }
+
+#[derive(Debug)]
+struct Slot {
+    key: Box<[u32]>,
+    time: i64,
+    batch: usize,
+    row: usize,
+}
+
+/// The id of a missing series value.
+const NULL: u32 = u32::MAX;
 
 /// Past this many batches, the latest rows are copied into one and the others let go.
 const MAX_BATCHES: usize = 64;
@@ -54,7 +72,11 @@ impl LatestCache {
                 series,
                 fields: Vec::new(),
                 batches: Vec::new(),
-                rows: HashMap::new(),
+                ids: HashMap::new(),
+                texts: Vec::new(),
+                index: HashMap::new(),
+                slots: Vec::new(),
+                order: None,
                 built: None,
             })),
         );
@@ -99,7 +121,7 @@ impl LatestCache {
         self.tables
             .read()
             .get(table)
-            .map_or(0, |e| e.lock().rows.len())
+            .map_or(0, |e| e.lock().slots.len())
     }
 }
 
@@ -122,36 +144,44 @@ impl TableLatest {
                 self.fields.push(field.as_ref().clone().with_nullable(true));
             }
         }
-        // The series columns as text, once per batch.
-        let series: Vec<Option<ArrayRef>> = self
-            .series
-            .iter()
-            .map(|s| {
-                schema
-                    .index_of(s)
-                    .ok()
-                    .and_then(|i| cast(batch.column(i), &DataType::Utf8).ok())
+        // The series columns as value ids, once per batch (a dictionary's values once).
+        let series: Vec<Option<Vec<u32>>> = (0..self.series.len())
+            .map(|i| {
+                let column = schema.index_of(&self.series[i]).ok()?;
+                self.value_ids(batch.column(column))
             })
             .collect();
         let index = self.batches.len();
         let mut used = false;
+        let mut key = vec![NULL; series.len()];
         for row in 0..batch.num_rows() {
             if time.is_null(row) {
                 continue;
             }
             let t = time.value(row);
-            let key: Vec<Option<String>> = series
-                .iter()
-                .map(|c| {
-                    c.as_ref()
-                        .filter(|c| c.is_valid(row))
-                        .map(|c| c.as_string::<i32>().value(row).to_string())
-                })
-                .collect();
-            if self.rows.get(&key).is_some_and(|(old, _, _)| *old > t) {
-                continue;
+            for (k, ids) in key.iter_mut().zip(&series) {
+                *k = ids.as_ref().map_or(NULL, |ids| ids[row]);
             }
-            self.rows.insert(key, (t, index, row));
+            match self.index.get(key.as_slice()) {
+                Some(&slot) => {
+                    let slot = &mut self.slots[slot];
+                    if slot.time > t {
+                        continue;
+                    }
+                    (slot.time, slot.batch, slot.row) = (t, index, row);
+                }
+                None => {
+                    let key: Box<[u32]> = key.clone().into_boxed_slice();
+                    self.index.insert(key.clone(), self.slots.len());
+                    self.slots.push(Slot {
+                        key,
+                        time: t,
+                        batch: index,
+                        row,
+                    });
+                    self.order = None;
+                }
+            }
             used = true;
         }
         if used {
@@ -163,15 +193,73 @@ impl TableLatest {
         }
     }
 
+    /// The value id of every row of a series column (None: not text).
+    fn value_ids(&mut self, column: &ArrayRef) -> Option<Vec<u32>> {
+        if let Some(dict) = column.as_any_dictionary_opt() {
+            // A batch's dictionary may hold many more values than its rows use (a builder's
+            // dictionary grows over batches): only the used ones are looked up, once each.
+            let values = cast(dict.values(), &DataType::Utf8).ok()?;
+            let values = values.as_string::<i32>();
+            let mut memo = vec![None::<u32>; values.len()];
+            let keys = dict.normalized_keys();
+            return Some(
+                (0..column.len())
+                    .map(|row| {
+                        let key = keys[row];
+                        if !column.is_valid(row) || key >= values.len() || values.is_null(key) {
+                            return NULL;
+                        }
+                        *memo[key].get_or_insert_with(|| self.intern(values.value(key)))
+                    })
+                    .collect(),
+            );
+        }
+        let text = cast(column, &DataType::Utf8).ok()?;
+        let text = text.as_string::<i32>();
+        Some(
+            (0..text.len())
+                .map(|row| {
+                    if text.is_valid(row) {
+                        self.intern(text.value(row))
+                    } else {
+                        NULL
+                    }
+                })
+                .collect(),
+        )
+    }
+
+    fn intern(&mut self, value: &str) -> u32 {
+        if let Some(&id) = self.ids.get(value) {
+            return id;
+        }
+        let id = self.texts.len() as u32;
+        self.texts.push(value.to_string());
+        self.ids.insert(value.to_string(), id);
+        id
+    }
+
+    /// The slots ordered by their series' values (a missing value first).
+    fn order(&mut self) -> &[usize] {
+        if self.order.is_none() {
+            let text = |id: u32| (id != NULL).then(|| self.texts[id as usize].as_str());
+            let mut order: Vec<usize> = (0..self.slots.len()).collect();
+            order.sort_by(|&a, &b| {
+                let (a, b) = (&self.slots[a].key, &self.slots[b].key);
+                a.iter().map(|&i| text(i)).cmp(b.iter().map(|&i| text(i)))
+            });
+            self.order = Some(order);
+        }
+        self.order.as_deref().unwrap_or_default()
+    }
+
     /// Copies the latest rows into one batch and lets the others go.
     fn compact(&mut self) {
         let built = self.build();
-        let mut keys: Vec<_> = self.rows.keys().cloned().collect();
-        keys.sort();
-        for (i, key) in keys.into_iter().enumerate() {
-            if let Some(entry) = self.rows.get_mut(&key) {
-                *entry = (entry.0, 0, i);
-            }
+        let order = self.order().to_vec();
+        for (position, slot) in order.into_iter().enumerate() {
+            let slot = &mut self.slots[slot];
+            (slot.batch, slot.row) = (0, position);
         }
         self.batches = vec![built.clone()];
         self.built = Some(built);
@@ -182,9 +270,12 @@ impl TableLatest {
             return b.clone();
         }
         let schema: SchemaRef = Arc::new(Schema::new(self.fields.clone()));
-        let mut entries: Vec<_> = self.rows.iter().collect();
-        entries.sort_by(|a, b| a.0.cmp(b.0));
-        let indices: Vec<(usize, usize)> = entries.iter().map(|(_, (_, b, r))| (*b, *r)).collect();
+        let indices: Vec<(usize, usize)> = self
+            .order()
+            .to_vec()
+            .into_iter()
+            .map(|slot| (self.slots[slot].batch, self.slots[slot].row))
+            .collect();
         let mut columns = Vec::with_capacity(self.fields.len());
         for field in &self.fields {
             let arrays: Vec<ArrayRef> = self
@@ -325,5 +416,73 @@ mod tests {
         // s0's latest is i = 190, s9's i = 199.
         assert_eq!(v.value(0), 190.0);
         assert_eq!(v.value(9), 199.0);
+    }
+
+    #[test]
+    fn series_of_plain_text_and_missing_values_sort_missing_first() {
+        let schema = Arc::new(Schema::new(vec![
+            civiclake_core::time_column(),
+            Field::new("zone", DataType::Utf8, true),
+            civiclake_core::tag_column("sensor"),
+            civiclake_core::field_column("v", DataType::Float64),
+        ]));
+        let write = |zones: Vec<Option<&str>>, sensors: Vec<&str>, times: Vec<i64>| {
+            let mut tags = StringDictionaryBuilder::<Int32Type>::new();
+            for s in &sensors {
+                tags.append_value(s);
+            }
+            let v: Vec<f64> = times.iter().map(|t| *t as f64).collect();
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(TimestampMicrosecondArray::from(times).with_timezone("UTC")),
+                    Arc::new(datafusion::arrow::array::StringArray::from(zones)),
+                    Arc::new(tags.finish()),
+                    Arc::new(Float64Array::from(v)),
+                ],
+            )
+            .unwrap()
+        };
+        let cache = LatestCache::default();
+        cache.enable("air", vec!["zone".into(), "sensor".into()]);
+        cache.update(
+            "air",
+            &write(
+                vec![Some("b"), None, Some("a")],
+                vec!["x", "x", "x"],
+                vec![1, 2, 3],
+            ),
+        );
+        // The same series again (newer), and a new one after a compaction.
+        for t in 10..80 {
+            cache.update("air", &write(vec![Some("b")], vec!["x"], vec![t]));
+        }
+        cache.update("air", &write(vec![Some("a")], vec!["w"], vec![100]));
+        let b = cache.batch("air").unwrap();
+        let zone = cast(b.column(1), &DataType::Utf8).unwrap();
+        let zone = zone.as_string::<i32>();
+        let sensor = cast(b.column(2), &DataType::Utf8).unwrap();
+        let sensor = sensor.as_string::<i32>();
+        let rows: Vec<(Option<&str>, &str, f64)> = (0..b.num_rows())
+            .map(|r| {
+                let v = b
+                    .column(3)
+                    .as_primitive::<datafusion::arrow::datatypes::Float64Type>();
+                (
+                    zone.is_valid(r).then(|| zone.value(r)),
+                    sensor.value(r),
+                    v.value(r),
+                )
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            vec![
+                (None, "x", 2.0),
+                (Some("a"), "w", 100.0),
+                (Some("a"), "x", 3.0),
+                (Some("b"), "x", 79.0)
+            ]
+        );
     }
 }
