@@ -130,6 +130,19 @@ impl Civiclake {
         )
     }
 
+    /// The value of a counter or gauge of `GET /metrics` (without labels).
+    pub(crate) fn metric(&self, name: &str) -> Result<f64, String> {
+        let text = self
+            .http
+            .get(format!("{}/metrics", self.url))
+            .send()
+            .and_then(|r| r.text())
+            .map_err(|e| format!("metrics: {e}"))?;
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+            .ok_or_else(|| format!("metric {name} not in /metrics"))
+    }
+
     /// GETs JSON.
     pub(crate) fn get_json(&self, path: &str) -> Result<Value, String> {
         json_answer(path, self.http.get(format!("{}{path}", self.url)).send())

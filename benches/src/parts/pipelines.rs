@@ -1,9 +1,10 @@
 //! Continuous pipelines under ingest: 10k devices write readings stamped with the wall clock
-//! over HTTP line protocol at the live rate; the same load runs twice on fresh servers, once
-//! without pipelines and once with a 1-minute tumbling and a 15-minute hopping window (slide
-//! 5 minutes) and a last-value cache on the table. Reported: the server CPU both ways (the
-//! extra per pipeline), the rows the pipelines processed per second, the lag from the
-//! watermark passing a window to its rows being written, and `latest()` over 10k sensors.
+//! over HTTP line protocol at the live rate; the same load runs three times on fresh
+//! servers: plain; with a last-value cache on the table; with the cache and a 1-minute
+//! tumbling and a 15-minute hopping window (slide 5 minutes). Reported: the server CPU each
+//! way (the cache's cost, and the extra per pipeline over the cache), the rows the pipelines
+//! processed per second, the lag from the watermark passing a window to its rows being
+//! written, and `latest()` over 10k sensors.
 
 use super::{Part, Section, quantile};
 use crate::ctx::Ctx;
@@ -23,11 +24,13 @@ const RUN_SECS: u64 = 150;
 /// The first part of a run is not measured (server warm-up, first windows).
 const WARMUP_SECS: u64 = 30;
 
-const STREAMS: &str = r#"
+const CACHE: &str = r#"
 [[table]]
 name = "bench_pipe"
 latest_by = ["device"]
+"#;
 
+const STREAMS: &str = r#"
 [[pipeline]]
 name = "bench_1m"
 source = "bench_pipe"
@@ -96,7 +99,30 @@ fn stream(url: &str, rate: f64, stop: &AtomicBool, sent: &AtomicUsize) -> Result
     Ok(())
 }
 
+/// Flushes a run's measured span covers (at least its planned length).
+const FLUSHES: u64 = 3;
+
+/// Waits for a flush to end (after `after` flushes when given, else after the current
+/// count); returns the flush count then.
+fn next_flush(server: &Civiclake, after: Option<u64>) -> Result<u64, String> {
+    let count = || server.metric("civiclake_flushes_total").map(|v| v as u64);
+    let start = count()?;
+    let target = after.map_or(start, |a| a.max(start));
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let now = count()?;
+        if now > target {
+            return Ok(now);
+        }
+        if Instant::now() > deadline {
+            return Err("no flush in 300 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 struct Run {
+    flushes: u64,
     cpu_s: f64,
     rows: usize,
     secs: f64,
@@ -107,17 +133,31 @@ struct Run {
     peak_rss: u64,
 }
 
-fn run(bin: &std::path::Path, rate: f64, with_pipelines: bool) -> Result<Run, String> {
-    let dir = fresh_dir(if with_pipelines {
-        "pipelines-on"
-    } else {
-        "pipelines-off"
+/// What a run's server has besides the table.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Mode {
+    Plain,
+    Cache,
+    Pipelines,
+}
+
+fn run(bin: &std::path::Path, rate: f64, mode: Mode) -> Result<Run, String> {
+    let dir = fresh_dir(match mode {
+        Mode::Plain => "pipelines-off",
+        Mode::Cache => "pipelines-cache",
+        Mode::Pipelines => "pipelines-on",
     })?;
     let defs = dir.join("defs");
     std::fs::create_dir_all(defs.join("streams")).map_err(|e| e.to_string())?;
-    if with_pipelines {
-        std::fs::write(defs.join("streams/bench.toml"), STREAMS).map_err(|e| e.to_string())?;
+    let streams = match mode {
+        Mode::Plain => None,
+        Mode::Cache => Some(CACHE.to_string()),
+        Mode::Pipelines => Some(format!("{CACHE}{STREAMS}")),
+    };
+    if let Some(streams) = streams {
+        std::fs::write(defs.join("streams/bench.toml"), streams).map_err(|e| e.to_string())?;
     }
+    let with_pipelines = mode == Mode::Pipelines;
     let server = Civiclake::start_with_args(
         bin,
         &dir.join("data"),
@@ -130,6 +170,9 @@ fn run(bin: &std::path::Path, rate: f64, with_pipelines: bool) -> Result<Run, St
         std::thread::spawn(move || stream(&url, rate, &stop, &sent))
     };
     std::thread::sleep(Duration::from_secs(WARMUP_SECS));
+    // Measured from the end of a flush to the end of a later one: a flush (every 4M rows)
+    // is a lump of CPU, and a fixed span would catch two or three of them.
+    let flushes0 = next_flush(&server, None)?;
     let cpu0 = server.cpu_seconds();
     let rows0 = sent.load(Ordering::Relaxed);
     let t0 = Instant::now();
@@ -139,12 +182,13 @@ fn run(bin: &std::path::Path, rate: f64, with_pipelines: bool) -> Result<Run, St
     let mut lastpoint = Vec::new();
     while t0.elapsed() < Duration::from_secs(RUN_SECS - WARMUP_SECS) {
         std::thread::sleep(Duration::from_secs(1));
-        if with_pipelines {
-            for (name, _, _, lag) in pipeline_counters(&server)? {
-                if name == "bench_1m" && lag > 0 {
-                    lags.push(lag as f64);
-                }
+        // Polled in every mode, so the runs differ only in what the server has.
+        for (name, _, _, lag) in pipeline_counters(&server)? {
+            if name == "bench_1m" && lag > 0 {
+                lags.push(lag as f64);
             }
+        }
+        if mode != Mode::Plain {
             let t = Instant::now();
             let n = server.query_rows("SELECT * FROM latest('bench_pipe')")?;
             latest.push(t.elapsed().as_secs_f64() * 1e3);
@@ -153,6 +197,7 @@ fn run(bin: &std::path::Path, rate: f64, with_pipelines: bool) -> Result<Run, St
             }
         }
     }
+    let flushes = next_flush(&server, Some(flushes0 + FLUSHES - 1))? - flushes0;
     let secs = t0.elapsed().as_secs_f64();
     let cpu_s = server.cpu_seconds() - cpu0;
     let rows = sent.load(Ordering::Relaxed) - rows0;
@@ -175,6 +220,7 @@ fn run(bin: &std::path::Path, rate: f64, with_pipelines: bool) -> Result<Run, St
         })
         .collect();
     Ok(Run {
+        flushes,
         cpu_s,
         rows,
         secs,
@@ -216,20 +262,25 @@ impl Part for PipelinesUnderIngest {
     fn run(&self, ctx: &mut Ctx) -> Result<Section, String> {
         let rate = ctx.settings.live_rate;
         let bin = ctx.settings.civiclake.clone();
-        let off = run(&bin, rate, false)?;
+        let off = run(&bin, rate, Mode::Plain)?;
         eprintln!(
-            "without pipelines: {} rows in {:.0} s, {:.1} CPU-s",
+            "plain: {} rows in {:.0} s, {:.1} CPU-s",
             off.rows, off.secs, off.cpu_s
         );
-        let mut on = run(&bin, rate, true)?;
+        let cache = run(&bin, rate, Mode::Cache)?;
         eprintln!(
-            "with pipelines: {} rows in {:.0} s, {:.1} CPU-s",
+            "last-value cache: {} rows in {:.0} s, {:.1} CPU-s",
+            cache.rows, cache.secs, cache.cpu_s
+        );
+        let mut on = run(&bin, rate, Mode::Pipelines)?;
+        eprintln!(
+            "cache and pipelines: {} rows in {:.0} s, {:.1} CPU-s",
             on.rows, on.secs, on.cpu_s
         );
         // CPU per million rows written, so a small difference in the rate kept does not count.
         let per_m = |r: &Run| r.cpu_s / r.rows.max(1) as f64 * 1e6;
-        let extra = (per_m(&on) - per_m(&off)) / per_m(&off) * 100.0;
-        let per_pipeline = extra / 2.0;
+        let cache_extra = (per_m(&cache) - per_m(&off)) / per_m(&off) * 100.0;
+        let per_pipeline = (per_m(&on) - per_m(&cache)) / per_m(&off) * 100.0 / 2.0;
         let (lag50, lag_max) = (
             quantile(&mut on.lags_ms.clone(), 0.5),
             quantile(&mut on.lags_ms, 1.0),
@@ -246,26 +297,39 @@ impl Part for PipelinesUnderIngest {
             .collect();
         let markdown = format!(
             "### Continuous pipelines under ingest\n\n\
-             {DEVICES} devices write readings stamped with the wall clock over HTTP line protocol at {rate:.0} rows/s (1,000 rows a request), {RUN_SECS} s per run, the first {WARMUP_SECS} s not measured. The same load runs on two fresh servers: without pipelines, and with a 1-minute tumbling window per device (`bench_1m`) and a 15-minute hopping window sliding every 5 minutes per district (`bench_15m`), both with a 2-second watermark, plus a last-value cache on the table.\n\n\
-             | | without pipelines | with 2 pipelines |\n|---|---|---|\n\
-             | rows written (rate kept) | {} ({:.0} rows/s) | {} ({:.0} rows/s) |\n\
-             | server CPU, measured part | {:.1} CPU-s ({:.2} CPU-s per million rows) | {:.1} CPU-s ({:.2} CPU-s per million rows) |\n\
-             | extra CPU per pipeline | | **{per_pipeline:.1} %** (target < 5 %) |\n\
-             | rows processed by the pipelines | | {} |\n\
-             | watermark passed a 1-minute window → its rows written, p50 / max | | {lag50:.0} / {lag_max:.0} ms |\n\
-             | `SELECT * FROM latest('bench_pipe')` ({DEVICES} rows) over HTTP, p50 / p99 | | **{latest50:.1}** / {latest99:.1} ms (target < 10 ms) |\n\
-             | the same by SQL over the table (`max(time) GROUP BY device`), p50 | | {lastpoint50:.0} ms |\n\
-             | server peak RSS | {} | {} |\n",
+             {DEVICES} devices write readings stamped with the wall clock over HTTP line protocol at {rate:.0} rows/s (1,000 rows a request), {RUN_SECS} s per run, the first {WARMUP_SECS} s not measured; the measured span runs from the end of a flush to the end of the first flush after {} s, so it holds whole flushes (one every 4M rows). The same load runs on three fresh servers: plain; with a last-value cache on the table (`latest_by = [\"device\"]`, `latest()` queried every second); and with the cache and two pipelines: a 1-minute tumbling window per device (`bench_1m`) and a 15-minute hopping window sliding every 5 minutes per district (`bench_15m`), both with a 2-second watermark. Extra CPU is relative to the plain server's CPU per million rows; a pipeline's is over the server with the cache.\n\n\
+             | | plain | last-value cache | cache and 2 pipelines |\n|---|---|---|---|\n\
+             | rows written (rate kept) | {} ({:.0} rows/s) | {} ({:.0} rows/s) | {} ({:.0} rows/s) |\n\
+             | measured span | {:.0} s, {} flushes | {:.0} s, {} flushes | {:.0} s, {} flushes |\n\
+             | server CPU, measured part | {:.1} CPU-s ({:.2} per million rows) | {:.1} CPU-s ({:.2} per million rows) | {:.1} CPU-s ({:.2} per million rows) |\n\
+             | extra CPU | | {cache_extra:.1} % for the cache | **{per_pipeline:.1} % per pipeline** (target < 5 %) |\n\
+             | rows processed by the pipelines | | | {} |\n\
+             | watermark passed a 1-minute window → its rows written, p50 / max | | | {lag50:.0} / {lag_max:.0} ms |\n\
+             | `SELECT * FROM latest('bench_pipe')` ({DEVICES} rows) over HTTP, p50 / p99 | | | **{latest50:.1}** / {latest99:.1} ms (target < 10 ms) |\n\
+             | the same by SQL over the table (`max(time) GROUP BY device`), p50 | | | {lastpoint50:.0} ms |\n\
+             | server peak RSS | {} | {} | {} |\n",
+            RUN_SECS - WARMUP_SECS,
             off.rows,
             off.rows as f64 / off.secs,
+            cache.rows,
+            cache.rows as f64 / cache.secs,
             on.rows,
             on.rows as f64 / on.secs,
+            off.secs,
+            off.flushes,
+            cache.secs,
+            cache.flushes,
+            on.secs,
+            on.flushes,
             off.cpu_s,
             per_m(&off),
+            cache.cpu_s,
+            per_m(&cache),
             on.cpu_s,
             per_m(&on),
             throughput.join(", "),
             super::bytes(off.peak_rss),
+            super::bytes(cache.peak_rss),
             super::bytes(on.peak_rss),
         );
         Ok(Section {
@@ -274,8 +338,10 @@ impl Part for PipelinesUnderIngest {
                 "devices": DEVICES,
                 "rate": rate,
                 "run_s": RUN_SECS,
-                "off": {"rows": off.rows, "secs": off.secs, "cpu_s": off.cpu_s},
-                "on": {"rows": on.rows, "secs": on.secs, "cpu_s": on.cpu_s},
+                "off": {"rows": off.rows, "secs": off.secs, "cpu_s": off.cpu_s, "flushes": off.flushes},
+                "cache": {"rows": cache.rows, "secs": cache.secs, "cpu_s": cache.cpu_s, "flushes": cache.flushes},
+                "extra_cpu_cache_pct": cache_extra,
+                "on": {"rows": on.rows, "secs": on.secs, "cpu_s": on.cpu_s, "flushes": on.flushes},
                 "extra_cpu_per_pipeline_pct": per_pipeline,
                 "lag_p50_ms": lag50,
                 "lag_max_ms": lag_max,

@@ -36,10 +36,12 @@ struct TableLatest {
     /// The batches rows are kept in (written batches, shared with the write, not copied).
     batches: Vec<RecordBatch>,
     /// Series values as numbers: text → id, and id → text.
-    ids: HashMap<String, u32>,
-    texts: Vec<String>,
-    /// A series (one value id per series column, [`NULL`] for none) → its slot.
-    index: HashMap<Box<[u32]>, usize>,
+    ids: FastMap<Box<str>, u32>,
+    texts: Vec<Box<str>>,
+    /// A series (one value id per series column, [`NULL`] for none) → its slot: its ids
+    /// packed in a number for one or two series columns, as a list for more.
+    index: FastMap<u64, usize>,
+    index_long: FastMap<Box<[u32]>, usize>,
     /// Per series: its key, and the time, batch and row of its latest row.
     slots: Vec<Slot>,
     /// The slots in the order of their series' values, until a series is added.
@@ -59,6 +61,11 @@ struct Slot {
 /// The id of a missing series value.
 const NULL: u32 = u32::MAX;
 
+/// Maps looked up once per written row: a fast hash (the keys are not chosen by an attacker
+/// who could see the hash: series values come from authenticated writers and a collision
+/// only costs time).
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// Past this many batches, the latest rows are copied into one and the others let go.
 const MAX_BATCHES: usize = 64;
 
@@ -72,9 +79,10 @@ impl LatestCache {
                 series,
                 fields: Vec::new(),
                 batches: Vec::new(),
-                ids: HashMap::new(),
+                ids: FastMap::default(),
                 texts: Vec::new(),
-                index: HashMap::new(),
+                index: FastMap::default(),
+                index_long: FastMap::default(),
                 slots: Vec::new(),
                 order: None,
                 built: None,
@@ -162,8 +170,17 @@ impl TableLatest {
             for (k, ids) in key.iter_mut().zip(&series) {
                 *k = ids.as_ref().map_or(NULL, |ids| ids[row]);
             }
-            match self.index.get(key.as_slice()) {
-                Some(&slot) => {
+            let found = if let [a] = key[..] {
+                self.index.get(&u64::from(a)).copied()
+            } else if let [a, b] = key[..] {
+                self.index
+                    .get(&(u64::from(a) << 32 | u64::from(b)))
+                    .copied()
+            } else {
+                self.index_long.get(key.as_slice()).copied()
+            };
+            match found {
+                Some(slot) => {
                     let slot = &mut self.slots[slot];
                     if slot.time > t {
                         continue;
@@ -171,10 +188,16 @@ impl TableLatest {
                     (slot.time, slot.batch, slot.row) = (t, index, row);
                 }
                 None => {
-                    let key: Box<[u32]> = key.clone().into_boxed_slice();
-                    self.index.insert(key.clone(), self.slots.len());
+                    let slot = self.slots.len();
+                    if let [a] = key[..] {
+                        self.index.insert(u64::from(a), slot);
+                    } else if let [a, b] = key[..] {
+                        self.index.insert(u64::from(a) << 32 | u64::from(b), slot);
+                    } else {
+                        self.index_long.insert(key.clone().into_boxed_slice(), slot);
+                    }
                     self.slots.push(Slot {
-                        key,
+                        key: key.clone().into_boxed_slice(),
                         time: t,
                         batch: index,
                         row,
@@ -234,15 +257,15 @@ impl TableLatest {
             return id;
         }
         let id = self.texts.len() as u32;
-        self.texts.push(value.to_string());
-        self.ids.insert(value.to_string(), id);
+        self.texts.push(value.into());
+        self.ids.insert(value.into(), id);
         id
     }
 
     /// The slots ordered by their series' values (a missing value first).
     fn order(&mut self) -> &[usize] {
         if self.order.is_none() {
-            let text = |id: u32| (id != NULL).then(|| self.texts[id as usize].as_str());
+            let text = |id: u32| (id != NULL).then(|| &*self.texts[id as usize]);
             let mut order: Vec<usize> = (0..self.slots.len()).collect();
             order.sort_by(|&a, &b| {
                 let (a, b) = (&self.slots[a].key, &self.slots[b].key);
@@ -484,5 +507,22 @@ mod tests {
                 (Some("b"), "x", 79.0)
             ]
         );
+    }
+
+    #[test]
+    fn series_of_more_than_two_columns() {
+        let cache = LatestCache::default();
+        // Two of the three columns are not in the writes (yet): their values are missing.
+        cache.enable("air", vec!["sensor".into(), "zone".into(), "site".into()]);
+        cache.update(
+            "air",
+            &batch(&[("a", 10, 1.0), ("b", 5, 2.0), ("a", 7, 3.0)]),
+        );
+        cache.update("air", &batch(&[("b", 6, 4.0)]));
+        let b = cache.batch("air").unwrap();
+        let v = b
+            .column(2)
+            .as_primitive::<datafusion::arrow::datatypes::Float64Type>();
+        assert_eq!((b.num_rows(), v.value(0), v.value(1)), (2, 1.0, 4.0));
     }
 }
