@@ -61,6 +61,15 @@ struct Slot {
 /// The id of a missing series value.
 const NULL: u32 = u32::MAX;
 
+/// A series key of one or two value ids packed in one number (None for more columns).
+fn packed(key: &[u32]) -> Option<u64> {
+    match *key {
+        [a] => Some(u64::from(a)),
+        [a, b] => Some(u64::from(a) << 32 | u64::from(b)),
+        _ => None,
+    }
+}
+
 /// Maps looked up once per written row: a fast hash (the keys are not chosen by an attacker
 /// who could see the hash: series values come from authenticated writers and a collision
 /// only costs time).
@@ -170,14 +179,10 @@ impl TableLatest {
             for (k, ids) in key.iter_mut().zip(&series) {
                 *k = ids.as_ref().map_or(NULL, |ids| ids[row]);
             }
-            let found = if let [a] = key[..] {
-                self.index.get(&u64::from(a)).copied()
-            } else if let [a, b] = key[..] {
-                self.index
-                    .get(&(u64::from(a) << 32 | u64::from(b)))
-                    .copied()
-            } else {
-                self.index_long.get(key.as_slice()).copied()
+            let packed = packed(&key);
+            let found = match packed {
+                Some(p) => self.index.get(&p).copied(),
+                None => self.index_long.get(key.as_slice()).copied(),
             };
             match found {
                 Some(slot) => {
@@ -189,13 +194,10 @@ impl TableLatest {
                 }
                 None => {
                     let slot = self.slots.len();
-                    if let [a] = key[..] {
-                        self.index.insert(u64::from(a), slot);
-                    } else if let [a, b] = key[..] {
-                        self.index.insert(u64::from(a) << 32 | u64::from(b), slot);
-                    } else {
-                        self.index_long.insert(key.clone().into_boxed_slice(), slot);
-                    }
+                    match packed {
+                        Some(p) => self.index.insert(p, slot),
+                        None => self.index_long.insert(key.clone().into_boxed_slice(), slot),
+                    };
                     self.slots.push(Slot {
                         key: key.clone().into_boxed_slice(),
                         time: t,
@@ -219,8 +221,8 @@ impl TableLatest {
     /// The value id of every row of a series column (None: not text).
     fn value_ids(&mut self, column: &ArrayRef) -> Option<Vec<u32>> {
         if let Some(dict) = column.as_any_dictionary_opt() {
-            // A batch's dictionary may hold many more values than its rows use (a builder's
-            // dictionary grows over batches): only the used ones are looked up, once each.
+            // A dictionary may hold more values than its rows use (a filtered or sliced batch
+            // keeps the whole dictionary): only the used ones are looked up, once each.
             let values = cast(dict.values(), &DataType::Utf8).ok()?;
             let values = values.as_string::<i32>();
             let mut memo = vec![None::<u32>; values.len()];
