@@ -127,7 +127,8 @@ struct Run {
     rows: usize,
     secs: f64,
     lags_ms: Vec<f64>,
-    pipeline_rows_per_s: Vec<(String, f64, u64, u64)>,
+    /// Per pipeline: rows seen per second, and its counters at the end.
+    pipeline_rows_per_s: Vec<(f64, Counters)>,
     latest_ms: Vec<f64>,
     lastpoint_sql_ms: Vec<f64>,
     peak_rss: u64,
@@ -183,9 +184,9 @@ fn run(bin: &std::path::Path, rate: f64, mode: Mode) -> Result<Run, String> {
     while t0.elapsed() < Duration::from_secs(RUN_SECS - WARMUP_SECS) {
         std::thread::sleep(Duration::from_secs(1));
         // Polled in every mode, so the runs differ only in what the server has.
-        for (name, _, _, lag) in pipeline_counters(&server)? {
-            if name == "bench_1m" && lag > 0 {
-                lags.push(lag as f64);
+        for c in pipeline_counters(&server)? {
+            if c.name == "bench_1m" && c.lag_ms > 0 {
+                lags.push(c.lag_ms as f64);
             }
         }
         if mode != Mode::Plain {
@@ -213,10 +214,10 @@ fn run(bin: &std::path::Path, rate: f64, mode: Mode) -> Result<Run, String> {
     stop.store(true, Ordering::Relaxed);
     writer.join().map_err(|_| "writer panicked")??;
     let pipeline_rows_per_s = seen1
-        .iter()
-        .map(|(name, rows, windows, _)| {
-            let before = seen0.iter().find(|s| &s.0 == name).map_or(0.0, |s| s.1);
-            (name.clone(), (rows - before) / secs, *windows, 0)
+        .into_iter()
+        .map(|c| {
+            let before = seen0.iter().find(|s| s.name == c.name).map_or(0.0, |s| s.rows);
+            ((c.rows - before) / secs, c)
         })
         .collect();
     Ok(Run {
@@ -232,20 +233,27 @@ fn run(bin: &std::path::Path, rate: f64, mode: Mode) -> Result<Run, String> {
     })
 }
 
-/// (name, rows seen, windows emitted, last lag in ms) of every pipeline.
-fn pipeline_counters(server: &Civiclake) -> Result<Vec<(String, f64, u64, u64)>, String> {
+/// A pipeline's counters since its start.
+struct Counters {
+    name: String,
+    rows: f64,
+    windows: u64,
+    from_memory: u64,
+    lag_ms: u64,
+}
+
+fn pipeline_counters(server: &Civiclake) -> Result<Vec<Counters>, String> {
     let v = server.get_json("/api/v1/pipelines")?;
     Ok(v["pipelines"]
         .as_array()
         .map(|a| {
             a.iter()
-                .map(|p| {
-                    (
-                        p["spec"]["name"].as_str().unwrap_or("").to_string(),
-                        p["rows_seen"].as_f64().unwrap_or(0.0),
-                        p["windows_emitted"].as_u64().unwrap_or(0),
-                        p["last_lag_ms"].as_f64().unwrap_or(0.0) as u64,
-                    )
+                .map(|p| Counters {
+                    name: p["spec"]["name"].as_str().unwrap_or("").to_string(),
+                    rows: p["rows_seen"].as_f64().unwrap_or(0.0),
+                    windows: p["windows_emitted"].as_u64().unwrap_or(0),
+                    from_memory: p["windows_from_memory"].as_u64().unwrap_or(0),
+                    lag_ms: p["last_lag_ms"].as_f64().unwrap_or(0.0) as u64,
                 })
                 .collect()
         })
@@ -293,7 +301,12 @@ impl Part for PipelinesUnderIngest {
         let throughput: Vec<String> = on
             .pipeline_rows_per_s
             .iter()
-            .map(|(n, r, w, _)| format!("`{n}` {r:.0} rows/s ({w} windows emitted)"))
+            .map(|(r, c)| {
+                format!(
+                    "`{}` {r:.0} rows/s ({} windows emitted since start, {} of them from memory)",
+                    c.name, c.windows, c.from_memory
+                )
+            })
             .collect();
         let markdown = format!(
             "### Continuous pipelines under ingest\n\n\

@@ -15,6 +15,7 @@
 
 mod alerts;
 mod error;
+mod incremental;
 mod retention;
 mod runtime;
 pub mod spec;

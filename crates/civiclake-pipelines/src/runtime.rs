@@ -3,6 +3,7 @@
 //! passed and recomputes the windows late rows changed.
 
 use crate::error::{Error, Result};
+use crate::incremental::Incremental;
 use crate::spec::{Defined, PipelineSpec, TableSpec, Timing, check_pipeline, duration, micros};
 use crate::sqlgen::{WindowQuery, timestamp_literal, to_lake_batch};
 use arrow::array::{
@@ -61,6 +62,10 @@ pub(crate) fn align_down(t: i64, step: i64) -> i64 {
     t.div_euclid(step) * step
 }
 
+/// Why a pipeline's query is not one memory computes.
+const NOT_IN_MEMORY: &str = "the query is not one kept in memory: only grouping columns and \
+     aliased count, sum, avg, min, max of columns, without WHERE or HAVING";
+
 /// Counters of one pipeline.
 #[derive(Debug, Default)]
 pub(crate) struct Stats {
@@ -89,6 +94,9 @@ struct State {
     /// Not started because its source table does not exist yet.
     waiting_for_source: bool,
     error: Option<String>,
+    /// The windows kept in memory as rows arrive (None: the query is not one memory can
+    /// compute).
+    incremental: Option<Incremental>,
 }
 
 impl State {
@@ -153,6 +161,14 @@ pub struct PipelineStatus {
     /// Time from the watermark passing a window's end to its rows being written, at the
     /// latest emission (ms).
     pub last_lag_ms: f64,
+    /// Whether windows are kept in memory as rows arrive, so emitting one does not read the
+    /// source again (false: each window is computed by SQL when the watermark passes it).
+    pub in_memory: bool,
+    /// Why windows are not kept in memory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub in_memory_off: Option<String>,
+    /// Windows emitted from memory since start (the others by SQL).
+    pub windows_from_memory: u64,
 }
 
 pub(crate) fn rfc3339(micros: i64) -> String {
@@ -185,6 +201,12 @@ impl Running {
             late_rows: self.stats.late_rows.load(Ordering::Relaxed),
             quarantined: self.stats.quarantined.load(Ordering::Relaxed),
             last_lag_ms: self.stats.last_lag_micros.load(Ordering::Relaxed) as f64 / 1000.0,
+            in_memory: s.incremental.as_ref().is_some_and(|i| i.off().is_none()),
+            in_memory_off: match &s.incremental {
+                None => Some(NOT_IN_MEMORY.to_string()),
+                Some(i) => i.off().map(str::to_string),
+            },
+            windows_from_memory: s.incremental.as_ref().map_or(0, |i| i.served),
         }
     }
 
@@ -217,9 +239,20 @@ impl Running {
         )
     }
 
-    /// Takes note of rows now in the source: the newest event time, and the emitted windows
-    /// that rows at or after `cutoff` but before the emitted bound fall in.
-    fn observe(&self, times: &TimestampMicrosecondArray, now: i64) {
+    /// Something other than appended rows changed the source (a delete, a replace-by-key):
+    /// the windows in memory may be wrong, so SQL computes them.
+    fn source_changed(&self) {
+        let mut s = self.state.lock();
+        let newest = s.max_event;
+        if let Some(i) = s.incremental.as_mut() {
+            i.source_changed(newest);
+        }
+    }
+
+    /// Takes note of rows now in the source: the newest event time, the open windows kept in
+    /// memory, and the emitted windows that rows at or after `cutoff` but before the emitted
+    /// bound fall in.
+    fn observe(&self, batch: &RecordBatch, times: &TimestampMicrosecondArray, now: i64) {
         let t = self.timing;
         let mut max = None::<i64>;
         let mut min = None::<i64>;
@@ -236,6 +269,13 @@ impl Running {
         let mut s = self.state.lock();
         s.max_event = Some(s.max_event.map_or(max, |m| m.max(max)));
         s.last_data = now;
+        let emitted = match (s.emitted_until, s.emitting_until) {
+            (Some(e), Some(p)) => Some(e.max(p)),
+            (e, p) => e.or(p),
+        };
+        if let Some(i) = s.incremental.as_mut() {
+            i.add(batch, times, emitted, &t);
+        }
         if !s.ready {
             if s.waiting_for_source {
                 // Its source table exists now.
@@ -341,8 +381,15 @@ impl WriteObserver for Observer {
         }
         let mut extra = Vec::new();
         for change in changes.iter_mut() {
-            let Change::Rows { table, batch } = change else {
-                continue;
+            let (table, batch) = match change {
+                Change::Rows { table, batch } => (table, batch),
+                Change::DeleteWhere { table, .. } | Change::ReplaceByKey { table, .. } => {
+                    for p in by_source.get(table.as_str()).into_iter().flatten() {
+                        p.source_changed();
+                    }
+                    continue;
+                }
+                Change::Checkpoint { .. } => continue,
             };
             let Some(pipelines) = by_source.get(table.as_str()) else {
                 continue;
@@ -375,7 +422,7 @@ impl WriteObserver for Observer {
                 continue;
             };
             for p in pipelines {
-                p.observe(times, now);
+                p.observe(batch, times, now);
             }
         }
     }
@@ -685,12 +732,16 @@ impl Pipelines {
                 .ensure_table(QUARANTINE_TABLE, &quarantine_schema())?;
         }
         let (stop, _) = watch::channel(false);
+        let state = State {
+            incremental: query.plan().cloned().map(Incremental::new),
+            ..State::default()
+        };
         let running = Arc::new(Running {
             spec,
             file: def.file,
             timing,
             query,
-            state: Mutex::default(),
+            state: Mutex::new(state),
             wake: Notify::new(),
             stop,
             stats: Stats::default(),
@@ -968,6 +1019,11 @@ async fn init(inner: &Inner, p: &Running) -> Result<()> {
     };
     let max = query_time(inner, &p.spec.source, "max", since).await?;
     let mut s = p.state.lock();
+    if let Some(i) = s.incremental.as_mut() {
+        // Rows written before the pipeline watched the source are at or before `max` (or
+        // before `since`): later windows hold only rows memory sees.
+        i.incomplete_before(max.map_or(since, |m| m.saturating_add(1)));
+    }
     s.max_event = match (s.max_event, max) {
         (Some(a), Some(b)) => Some(a.max(b)),
         (a, b) => a.or(b),
@@ -1116,10 +1172,33 @@ async fn step(inner: &Inner, p: &Running) -> Result<()> {
     let mut from = e;
     let chunk = align_down(CHUNK_MICROS, t.slide).max(t.slide);
     while from < target {
-        let to = target.min(from + chunk);
-        p.state.lock().emitting_until = Some(to);
-        let batch = compute(inner, p, from - t.size + t.slide, to - t.size).await?;
-        let mut to = to;
+        let mut to = target.min(from + chunk);
+        // A run of windows reaching those memory holds stops before them (they come next,
+        // from memory).
+        let memory = p
+            .state
+            .lock()
+            .incremental
+            .as_ref()
+            .and_then(Incremental::held_from);
+        if let Some(held) = memory
+            && from - t.size + t.slide < held
+            && to - t.size >= held
+        {
+            to = align_down(held - 1, t.slide) + t.size;
+        }
+        let (first, last) = (from - t.size + t.slide, to - t.size);
+        let from_memory = {
+            let mut s = p.state.lock();
+            s.emitting_until = Some(to);
+            s.incremental
+                .as_mut()
+                .and_then(|i| i.take(first, last, &t, p.query.group_names()))
+        };
+        let batch = match from_memory {
+            Some(batch) => batch?,
+            None => compute(inner, p, first, last).await?,
+        };
         if batch.is_none() && to < target {
             // No rows in these windows: skip the empty ones up to the next row (the windows
             // ending before it hold nothing either), so a gap of months is one query.

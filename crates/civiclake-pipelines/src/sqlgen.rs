@@ -4,6 +4,7 @@
 //! `time`, `window_start`, `window_end` to the output.
 
 use crate::error::{Error, Result};
+use crate::incremental::Plan;
 use crate::spec::{RollupSpec, Timing};
 use arrow::array::{ArrayRef, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema};
@@ -26,6 +27,8 @@ pub struct WindowQuery {
     having: Option<String>,
     /// Output columns that are plain grouping columns (stored as tags when strings).
     group_names: Vec<String>,
+    /// How memory computes the windows, when it can (see [`crate::incremental`]).
+    plan: Option<Arc<Plan>>,
 }
 
 /// Names the pipeline adds to the output.
@@ -120,7 +123,7 @@ impl WindowQuery {
             }
             projection.push(item.to_string());
         }
-        let (group_by, group_names) = match &select.group_by {
+        let (group_by, group_names, plan) = match &select.group_by {
             GroupByExpr::Expressions(exprs, modifiers) if modifiers.is_empty() => {
                 if exprs.iter().any(|e| matches!(e, Expr::Value(_))) {
                     return Err(invalid(
@@ -130,6 +133,11 @@ impl WindowQuery {
                 (
                     exprs.iter().map(ToString::to_string).collect(),
                     exprs.iter().filter_map(ident_name).collect(),
+                    Plan::new(
+                        &select.projection,
+                        exprs,
+                        select.selection.is_some() || select.having.is_some(),
+                    ),
                 )
             }
             _ => return Err(invalid("sql: GROUP BY ALL, ROLLUP, CUBE are not allowed")),
@@ -142,6 +150,7 @@ impl WindowQuery {
             group_by,
             having: select.having.as_ref().map(ToString::to_string),
             group_names,
+            plan: plan.map(Arc::new),
         })
     }
 
@@ -166,6 +175,11 @@ impl WindowQuery {
             &format!("SELECT {} FROM {source}{group}", cols.join(", ")),
             source,
         )
+    }
+
+    /// How memory computes the windows as rows arrive (None: SQL computes each window).
+    pub(crate) fn plan(&self) -> Option<&Arc<Plan>> {
+        self.plan.as_ref()
     }
 
     /// Output columns that are grouping columns.

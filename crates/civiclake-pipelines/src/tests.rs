@@ -363,6 +363,14 @@ async fn windows_equal_plain_sql_with_out_of_order_and_late_rows_and_survive_a_r
             .await,
         expected_hopping(&s, until).await
     );
+    // The window [40m, 45m) starts after the newest row at the restart (39m31s): it came
+    // from memory, and still equals SQL. The hopping windows emitted since start before it.
+    let st = s.pipelines.status("air_5m").unwrap();
+    assert!(st.in_memory, "{st:?}");
+    assert_eq!(st.windows_from_memory, 1, "{st:?}");
+    let st = s.pipelines.status("air_15m").unwrap();
+    assert!(st.in_memory, "{st:?}");
+    assert_eq!(st.windows_from_memory, 0, "{st:?}");
     s.stop().await;
 }
 
