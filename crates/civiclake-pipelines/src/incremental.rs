@@ -220,6 +220,9 @@ pub(crate) struct Incremental {
     threshold: Option<i64>,
     ids: FastMap<Box<str>, u32>,
     texts: Vec<Box<str>>,
+    /// Group ids by their values' ids packed in one number (one or two grouping columns).
+    packed: FastMap<u64, u32>,
+    /// Group ids by their values' ids (three grouping columns or more).
     groups: FastMap<Box<[u32]>, u32>,
     keys: Vec<Box<[u32]>>,
     inputs: Vec<Option<Input>>,
@@ -238,6 +241,7 @@ impl Incremental {
             threshold: None,
             ids: FastMap::default(),
             texts: Vec::new(),
+            packed: FastMap::default(),
             groups: FastMap::default(),
             keys: Vec::new(),
             inputs,
@@ -261,6 +265,7 @@ impl Incremental {
         tracing::info!(reason = %why, "pipeline windows computed by SQL from now on");
         self.off = Some(why);
         self.windows = BTreeMap::new();
+        self.packed = FastMap::default();
         self.groups = FastMap::default();
         self.keys = Vec::new();
         self.ids = FastMap::default();
@@ -424,15 +429,7 @@ impl Incremental {
             for (k, col) in key.iter_mut().zip(&ids) {
                 *k = col[row];
             }
-            let gid = match self.groups.get(key.as_slice()) {
-                Some(g) => *g as usize,
-                None => {
-                    let g = self.keys.len();
-                    self.keys.push(key.clone().into_boxed_slice());
-                    self.groups.insert(key.clone().into_boxed_slice(), g as u32);
-                    g
-                }
-            };
+            let gid = self.group(&key);
             while start > time - t.size && start >= floor {
                 let w = self.windows.entry(start).or_default();
                 if w.rows.len() <= gid {
@@ -456,6 +453,30 @@ impl Incremental {
             ));
         }
         Ok(())
+    }
+
+    /// The id of the group whose values have the ids `key` (a new group if unseen).
+    fn group(&mut self, key: &[u32]) -> usize {
+        let found = match key {
+            [] => self.packed.get(&0),
+            [a] => self.packed.get(&u64::from(*a)),
+            [a, b] => self.packed.get(&(u64::from(*a) << 32 | u64::from(*b))),
+            _ => self.groups.get(key),
+        };
+        if let Some(g) = found {
+            return *g as usize;
+        }
+        let g = self.keys.len();
+        self.keys.push(key.into());
+        match key {
+            [] => self.packed.insert(0, g as u32),
+            [a] => self.packed.insert(u64::from(*a), g as u32),
+            [a, b] => self
+                .packed
+                .insert(u64::from(*a) << 32 | u64::from(*b), g as u32),
+            _ => self.groups.insert(key.into(), g as u32),
+        };
+        g
     }
 
     /// The rows of the windows starting in `[first, last]`, taken out of memory; None when
