@@ -93,6 +93,9 @@ struct State {
     from_first_row: bool,
     /// Not started because its source table does not exist yet.
     waiting_for_source: bool,
+    /// The source did not exist when the pipeline first looked: every row of it was
+    /// written while the pipeline watched (memory holds whole windows from the first).
+    sees_every_row: bool,
     error: Option<String>,
     /// The windows kept in memory as rows arrive (None: the query is not one memory can
     /// compute).
@@ -992,6 +995,8 @@ async fn init(inner: &Inner, p: &Running) -> Result<()> {
         if inner.lake.checkpoint(&p.checkpoint_name()).is_none() {
             s.from_first_row = true;
         }
+        // The pipeline watched the source before it existed: memory sees every row of it.
+        s.sees_every_row = true;
         drop(s);
         return Err(Error::Invalid(format!(
             "waiting for the source table '{}'",
@@ -1019,10 +1024,16 @@ async fn init(inner: &Inner, p: &Running) -> Result<()> {
     };
     let max = query_time(inner, &p.spec.source, "max", since).await?;
     let mut s = p.state.lock();
+    let seen_all = s.sees_every_row;
     if let Some(i) = s.incremental.as_mut() {
         // Rows written before the pipeline watched the source are at or before `max` (or
-        // before `since`): later windows hold only rows memory sees.
-        i.incomplete_before(max.map_or(since, |m| m.saturating_add(1)));
+        // before `since`): later windows hold only rows memory sees. If the source did not
+        // exist then, memory has seen every row.
+        i.incomplete_before(if seen_all {
+            i64::MIN
+        } else {
+            max.map_or(since, |m| m.saturating_add(1))
+        });
     }
     s.max_event = match (s.max_event, max) {
         (Some(a), Some(b)) => Some(a.max(b)),
