@@ -16,3 +16,4 @@ mod platform;
 mod server;
 mod simulate;
 mod web;
+mod wire;

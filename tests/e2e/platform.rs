@@ -76,6 +76,9 @@ fn config(dir: &Path) -> Config {
         retention_interval: std::time::Duration::from_secs(3600),
         demo: false,
         metrics_sample_interval: None,
+        pg_addr: None,
+        pg_tls: None,
+        flight_addr: None,
     }
 }
 

@@ -17,6 +17,10 @@ pub(crate) struct TestServer {
     pub(crate) url: String,
     /// `host:port` of the embedded MQTT broker.
     pub(crate) mqtt: String,
+    /// `host:port` of the PostgreSQL endpoint, when on (`--pg-addr`).
+    pub(crate) pg: Option<String>,
+    /// `host:port` of the Flight SQL endpoint, when on (`--flight-addr`).
+    pub(crate) flight: Option<String>,
     pub(crate) data_dir: PathBuf,
     env: Vec<(String, String)>,
     secure: bool,
@@ -68,23 +72,38 @@ impl TestServer {
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
-            let mut mqtt = String::new();
+            let (mut mqtt, mut pg, mut flight) = (String::new(), None, None);
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if let Some(addr) = line.strip_prefix("civiclake MQTT broker on mqtt://") {
                     mqtt = addr.trim().to_string();
                 }
+                if let Some(addr) =
+                    line.strip_prefix("civiclake PostgreSQL protocol on postgres://")
+                {
+                    pg = addr.trim().strip_suffix("/civiclake").map(str::to_string);
+                }
+                if let Some(addr) = line.strip_prefix("civiclake Flight SQL on grpc://") {
+                    flight = Some(addr.trim().to_string());
+                }
                 if let Some(url) = line.strip_prefix("civiclake listening on ") {
-                    let _ = tx.send((url.trim().to_string(), mqtt.clone()));
+                    let _ = tx.send((
+                        url.trim().to_string(),
+                        mqtt.clone(),
+                        pg.clone(),
+                        flight.clone(),
+                    ));
                 }
             }
         });
-        let (url, mqtt) = rx
+        let (url, mqtt, pg, flight) = rx
             .recv_timeout(Duration::from_secs(60))
             .expect("the server did not print its address within 60 s");
         Self {
             child,
             url,
             mqtt,
+            pg,
+            flight,
             data_dir: data_dir.to_path_buf(),
             env,
             secure,

@@ -79,6 +79,18 @@ impl Auth {
         &self.store
     }
 
+    /// Who holds `token` (a token, or another identity provider's credential): for the
+    /// protocols that carry it themselves (the PostgreSQL password, a Flight SQL bearer
+    /// token). With authentication off, anyone is an administrator.
+    pub fn authenticate(&self, token: &str) -> Result<Principal, ApiError> {
+        if self.disabled {
+            return Ok(Principal::unrestricted());
+        }
+        self.identities
+            .authenticate(token.trim())
+            .map_err(auth_error)
+    }
+
     /// Who sent these headers: `Ok(None)` when no credential was sent.
     pub fn principal(&self, headers: &HeaderMap) -> Result<Option<Principal>, ApiError> {
         if self.disabled {

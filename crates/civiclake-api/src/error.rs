@@ -76,7 +76,7 @@ impl ApiError {
     }
 
     /// What went wrong, for people.
-    pub(crate) fn message(&self) -> &str {
+    pub fn message(&self) -> &str {
         &self.message
     }
 

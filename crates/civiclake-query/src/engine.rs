@@ -13,6 +13,7 @@ use datafusion::catalog::{
     CatalogProvider, CatalogProviderList, MemoryCatalogProvider, MemoryCatalogProviderList,
 };
 use datafusion::catalog::{SchemaProvider, TableProvider};
+use datafusion::common::ParamValues;
 use datafusion::common::{Column, ScalarValue};
 use datafusion::datasource::provider_as_source;
 use datafusion::error::DataFusionError;
@@ -20,7 +21,7 @@ use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::memory_pool::{GreedyMemoryPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionState;
-use datafusion::logical_expr::{Expr, LogicalPlanBuilder, cast, col, lit};
+use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, cast, col, lit};
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use parking_lot::RwLock;
 use std::collections::BTreeMap;
@@ -429,10 +430,27 @@ impl QueryEngine {
     /// A session for one query that sees what `scope` allows, with its own memory pool and
     /// its own catalog; aggregates are answered from rollups where they can be.
     pub fn session_as(&self, scope: &SqlScope) -> Result<SessionContext> {
-        self.session_with(scope, self.use_rollups.load(Ordering::Relaxed))
+        self.session_with(
+            scope,
+            self.use_rollups.load(Ordering::Relaxed),
+            DEFAULT_CATALOG,
+        )
     }
 
-    fn session_with(&self, scope: &SqlScope, rollups: bool) -> Result<SessionContext> {
+    /// The same as [`Self::session_as`] with the catalog named `catalog` (the default
+    /// catalog of the session): for protocols whose clients see the database's name (the
+    /// PostgreSQL protocol's `civiclake`). The session serves a connection's queries, so its
+    /// memory pool is the connection's: one query at a time, as on a PostgreSQL connection.
+    pub fn session_in_catalog(&self, scope: &SqlScope, catalog: &str) -> Result<SessionContext> {
+        self.session_with(scope, self.use_rollups.load(Ordering::Relaxed), catalog)
+    }
+
+    fn session_with(
+        &self,
+        scope: &SqlScope,
+        rollups: bool,
+        catalog_name: &str,
+    ) -> Result<SessionContext> {
         let pool = TrackConsumersPool::new(
             GreedyMemoryPool::new(self.config.memory_limit),
             NonZeroUsize::new(3).unwrap_or(NonZeroUsize::MIN),
@@ -454,10 +472,20 @@ impl QueryEngine {
             )
             .map_err(|e| Error::Execution(e.to_string()))?;
         let catalogs = Arc::new(MemoryCatalogProviderList::new());
-        catalogs.register_catalog("datafusion".into(), catalog);
+        catalogs.register_catalog(catalog_name.into(), catalog);
         let mut state = SessionStateBuilder::new_from_existing(SessionState::clone(&self.base))
             .with_runtime_env(runtime)
             .with_catalog_list(catalogs);
+        if catalog_name != DEFAULT_CATALOG {
+            state = state.with_config(
+                self.base
+                    .config()
+                    .clone()
+                    .with_default_catalog_and_schema(catalog_name, "public")
+                    // The catalog is the one registered above, not a new empty one.
+                    .with_create_default_catalog_and_schema(false),
+            );
+        }
         if let Some(rule) = self.rollup_rule(scope, rollups) {
             state = state.with_optimizer_rule(rule);
         }
@@ -512,27 +540,131 @@ impl QueryEngine {
     }
 
     async fn run(&self, sql: &str, scope: &SqlScope, rollups: bool) -> Result<QueryResult> {
-        let ctx = self.session_with(scope, rollups)?;
-        let limit = self.limit_mib();
-        let options = SQLOptions::new()
+        let ctx = self.session_with(scope, rollups, DEFAULT_CATALOG)?;
+        self.sql_in(&ctx, sql, None, scope).await
+    }
+
+    /// What SQL `scope` may plan: a read-only scope no DDL, DML or statements such as `SET`.
+    pub fn sql_options(scope: &SqlScope) -> SQLOptions {
+        SQLOptions::new()
             .with_allow_ddl(!scope.read_only)
             .with_allow_dml(!scope.read_only)
-            .with_allow_statements(!scope.read_only);
-        let run = async {
+            .with_allow_statements(!scope.read_only)
+    }
+
+    /// Plans and runs `sql` in `ctx` — a session of `scope` (from [`Self::session_as`] or
+    /// [`Self::session_in_catalog`]) — with `params` bound to its `$1`, `$2`... placeholders,
+    /// within the memory and time limits. Every entry point runs its SQL through here (the
+    /// HTTP API, the PostgreSQL protocol, Flight SQL), so the same rules hold on each.
+    pub async fn sql_in(
+        &self,
+        ctx: &SessionContext,
+        sql: &str,
+        params: Option<ParamValues>,
+        scope: &SqlScope,
+    ) -> Result<QueryResult> {
+        let limit = self.limit_mib();
+        let options = Self::sql_options(scope);
+        self.limited(async {
+            let plan = ctx
+                .state()
+                .create_logical_plan(sql)
+                .await
+                .map_err(|e| Error::from_datafusion(e, limit))?;
+            // EXECUTE runs a statement PREPAREd in this session, checked then (a connection's
+            // session over the PostgreSQL protocol; an HTTP session has none).
+            if !matches!(
+                plan,
+                LogicalPlan::Statement(datafusion::logical_expr::Statement::Execute(_))
+            ) {
+                options
+                    .verify_plan(&plan)
+                    .map_err(|e| Error::from_datafusion(e, limit))?;
+            }
+            let mut df = ctx
+                .execute_logical_plan(plan)
+                .await
+                .map_err(|e| Error::from_datafusion(e, limit))?;
+            if let Some(params) = params {
+                df = df
+                    .with_param_values(params)
+                    .map_err(|e| Error::from_datafusion(e, limit))?;
+            }
+            collect(df, limit).await
+        })
+        .await
+    }
+
+    /// The schema of `sql`'s result and the types of its `$1`, `$2`... parameters (in
+    /// order; None where the plan does not fix one), planned in `ctx` as `scope` allows but
+    /// not run (Flight SQL's flight infos and prepared statements).
+    pub async fn describe_in(
+        &self,
+        ctx: &SessionContext,
+        sql: &str,
+        scope: &SqlScope,
+    ) -> Result<(SchemaRef, Vec<(String, Option<DataType>)>)> {
+        let limit = self.limit_mib();
+        let df = ctx
+            .sql_with_options(sql, Self::sql_options(scope))
+            .await
+            .map_err(|e| Error::from_datafusion(e, limit))?;
+        let mut params: Vec<(String, Option<DataType>)> = df
+            .logical_plan()
+            .get_parameter_types()
+            .map_err(|e| Error::from_datafusion(e, limit))?
+            .into_iter()
+            .collect();
+        params.sort_by_key(|(name, _)| {
+            name.trim_start_matches('$')
+                .parse::<usize>()
+                .unwrap_or(usize::MAX)
+        });
+        Ok((Arc::new(df.schema().as_arrow().clone()), params))
+    }
+
+    /// Runs `plan`, planned in `ctx` (a session of `scope`: a prepared statement with its
+    /// parameters bound), within the limits, after checking it against what `scope` may run.
+    pub async fn plan_in(
+        &self,
+        ctx: &SessionContext,
+        plan: LogicalPlan,
+        scope: &SqlScope,
+    ) -> Result<QueryResult> {
+        let limit = self.limit_mib();
+        Self::sql_options(scope)
+            .verify_plan(&plan)
+            .map_err(|e| Error::from_datafusion(e, limit))?;
+        self.limited(async {
             let df = ctx
-                .sql_with_options(sql, options)
+                .execute_logical_plan(plan)
                 .await
                 .map_err(|e| Error::from_datafusion(e, limit))?;
-            let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-            let batches = df
-                .collect()
-                .await
-                .map_err(|e| Error::from_datafusion(e, limit))?;
-            Ok(QueryResult { schema, batches })
-        };
+            collect(df, limit).await
+        })
+        .await
+    }
+
+    /// `run` cut at the time limit.
+    async fn limited(
+        &self,
+        run: impl std::future::Future<Output = Result<QueryResult>>,
+    ) -> Result<QueryResult> {
         match tokio::time::timeout(self.config.timeout, run).await {
             Ok(result) => result,
             Err(_) => Err(Error::Timeout(self.config.timeout)),
         }
     }
+}
+
+/// The catalog of HTTP sessions.
+const DEFAULT_CATALOG: &str = "datafusion";
+
+async fn collect(df: datafusion::dataframe::DataFrame, limit: usize) -> Result<QueryResult> {
+    let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+    let batches = df
+        .collect()
+        .await
+        .map_err(|e| Error::from_datafusion(e, limit))?;
+    Ok(QueryResult { schema, batches })
 }

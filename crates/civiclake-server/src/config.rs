@@ -296,6 +296,43 @@ pub struct PipelineSettings {
     pub retention_interval: Option<HumanDuration>,
 }
 
+/// Analysts' protocols: the PostgreSQL wire protocol and Arrow Flight SQL, off unless an
+/// address is given (`--demo` turns both on at their usual loopback ports).
+#[derive(Debug, Clone, Default, Args, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SqlSettings {
+    /// Address of the PostgreSQL protocol endpoint (psql, DBeaver, Grafana...; database
+    /// `civiclake`, a token as password). Off when not set; with --demo 127.0.0.1:5432.
+    #[arg(long = "pg-addr", env = "CIVICLAKE_SQL__PG_ADDR", value_name = "ADDR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pg_addr: Option<SocketAddr>,
+    /// PEM certificate chain: TLS on the PostgreSQL endpoint (with pg-tls-key).
+    #[arg(
+        long = "pg-tls-cert",
+        env = "CIVICLAKE_SQL__PG_TLS_CERT",
+        value_name = "FILE"
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pg_tls_cert: Option<PathBuf>,
+    /// PEM private key of pg-tls-cert.
+    #[arg(
+        long = "pg-tls-key",
+        env = "CIVICLAKE_SQL__PG_TLS_KEY",
+        value_name = "FILE"
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pg_tls_key: Option<PathBuf>,
+    /// Address of the Arrow Flight SQL endpoint (ADBC, Flight SQL JDBC/ODBC; bearer token).
+    /// Off when not set; with --demo 127.0.0.1:50051.
+    #[arg(
+        long = "flight-addr",
+        env = "CIVICLAKE_SQL__FLIGHT_ADDR",
+        value_name = "ADDR"
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flight_addr: Option<SocketAddr>,
+}
+
 /// civiclake's own metrics as a table.
 #[derive(Debug, Clone, Default, Args, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -514,6 +551,9 @@ pub struct ServeSettings {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub metrics: MetricsSettings,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub sql: SqlSettings,
 }
 
 /// `civiclake serve` arguments: a config file and the settings.
@@ -572,6 +612,12 @@ pub struct Config {
     pub demo: bool,
     /// How often metrics are sampled into `_metrics`; `None`: never.
     pub metrics_sample_interval: Option<Duration>,
+    /// The PostgreSQL protocol endpoint, when on.
+    pub pg_addr: Option<SocketAddr>,
+    /// Its TLS certificate chain and key (PEM), when configured.
+    pub pg_tls: Option<(PathBuf, PathBuf)>,
+    /// The Arrow Flight SQL endpoint, when on.
+    pub flight_addr: Option<SocketAddr>,
 }
 
 /// The defaults, as a fully populated settings value.
@@ -640,6 +686,7 @@ pub fn defaults() -> ServeSettings {
         metrics: MetricsSettings {
             sample_interval: Some(HumanDuration(Duration::from_secs(10))),
         },
+        sql: SqlSettings::default(),
     }
 }
 
@@ -718,6 +765,29 @@ impl ServeArgs {
         };
         let http_addr = s.http_addr.ok_or_else(missing)?;
         let insecure_no_auth = s.insecure_no_auth.ok_or_else(missing)?;
+        let demo = s.demo.unwrap_or(false);
+        let loopback = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+        let pg_addr = s.sql.pg_addr.or(demo.then(|| loopback(5432)));
+        let flight_addr = s.sql.flight_addr.or(demo.then(|| loopback(50051)));
+        for (name, addr) in [("pg_addr", pg_addr), ("flight_addr", flight_addr)] {
+            if let Some(addr) = addr
+                && insecure_no_auth
+                && !addr.ip().is_loopback()
+            {
+                return Err(ConfigError(format!(
+                    "--insecure-no-auth is only allowed on loopback addresses, not sql.{name} {addr}"
+                )));
+            }
+        }
+        let pg_tls = match (s.sql.pg_tls_cert.clone(), s.sql.pg_tls_key.clone()) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            _ => {
+                return Err(ConfigError(
+                    "sql.pg_tls_cert and sql.pg_tls_key go together: give both or neither".into(),
+                ));
+            }
+        };
         if insecure_no_auth && !http_addr.ip().is_loopback() {
             return Err(ConfigError(format!(
                 "--insecure-no-auth is only allowed on a loopback address, not {http_addr}: create a token with `civiclake token create --role admin` instead"
@@ -803,6 +873,9 @@ impl ServeArgs {
             demo: s.demo.ok_or_else(missing)?,
             metrics_sample_interval: Some(s.metrics.sample_interval.ok_or_else(missing)?.0)
                 .filter(|d| !d.is_zero()),
+            pg_addr,
+            pg_tls,
+            flight_addr,
         })
     }
 }
@@ -812,6 +885,18 @@ struct Probe {
     #[command(flatten)]
     args: ServeArgs,
 }
+
+/// The analysts' protocols, off by default (so not among the settings with a default).
+const SQL_EXAMPLE: &str = "[sql]\n\n\
+# Address of the PostgreSQL protocol endpoint (database civiclake, a token as password);\n\
+# off when not set, 127.0.0.1:5432 with --demo (flag --pg-addr, environment CIVICLAKE_SQL__PG_ADDR)\n\
+# pg_addr = \"127.0.0.1:5432\"\n\n\
+# TLS on it: PEM certificate chain and private key (flags --pg-tls-cert, --pg-tls-key)\n\
+# pg_tls_cert = \"/etc/civiclake/pg.crt\"\n\
+# pg_tls_key = \"/etc/civiclake/pg.key\"\n\n\
+# Address of the Arrow Flight SQL endpoint (bearer token); off when not set, 127.0.0.1:50051\n\
+# with --demo (flag --flight-addr, environment CIVICLAKE_SQL__FLIGHT_ADDR)\n\
+# flight_addr = \"127.0.0.1:50051\"\n\n";
 
 /// Section and key of a setting from its environment variable name.
 fn toml_key(env: &str) -> Option<(Option<String>, String)> {
@@ -901,6 +986,7 @@ pub fn example_toml() -> String {
     for (name, body) in sections {
         out.push_str(&format!("[{name}]\n\n{body}"));
     }
+    out.push_str(SQL_EXAMPLE);
     out.push_str(SOURCES_EXAMPLE);
     out.trim_end().to_string() + "\n"
 }

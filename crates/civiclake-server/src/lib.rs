@@ -83,6 +83,16 @@ pub enum Error {
         /// Cause.
         source: std::io::Error,
     },
+    /// The listener of the PostgreSQL or Flight SQL endpoint failed.
+    #[error("{what} endpoint on {addr}: {source}")]
+    Endpoint {
+        /// Which endpoint.
+        what: &'static str,
+        /// Address.
+        addr: SocketAddr,
+        /// Cause.
+        source: std::io::Error,
+    },
 }
 
 /// Sets up logging (call once, from the binary).
@@ -127,6 +137,8 @@ pub struct Server {
     bus: Option<civiclake_bus::Bus>,
     bus_cell: Arc<std::sync::OnceLock<civiclake_bus::Bus>>,
     pipelines: civiclake_pipelines::Pipelines,
+    pg: Option<civiclake_wire::PgServer>,
+    flight: Option<civiclake_wire::FlightServer>,
 }
 
 /// Alert events go on the bus (once it runs).
@@ -463,6 +475,66 @@ impl Server {
                 })
                 .await
         });
+        let pg = match config.pg_addr {
+            Some(pg_addr) => {
+                let tls = match &config.pg_tls {
+                    Some((cert, key)) => {
+                        Some(civiclake_wire::tls_acceptor(cert, key).map_err(|m| {
+                            Error::Config(config::ConfigError(format!("sql.pg_tls: {m}")))
+                        })?)
+                    }
+                    None => None,
+                };
+                let listener = tokio::net::TcpListener::bind(pg_addr)
+                    .await
+                    .map_err(|source| Error::Endpoint {
+                        what: "PostgreSQL",
+                        addr: pg_addr,
+                        source,
+                    })?;
+                Some(
+                    civiclake_wire::PgServer::start(
+                        listener,
+                        engine.clone(),
+                        state.auth.clone(),
+                        tls,
+                        rx.clone(),
+                    )
+                    .map_err(|source| Error::Endpoint {
+                        what: "PostgreSQL",
+                        addr: pg_addr,
+                        source,
+                    })?,
+                )
+            }
+            None => None,
+        };
+        let flight = match config.flight_addr {
+            Some(flight_addr) => {
+                let listener =
+                    tokio::net::TcpListener::bind(flight_addr)
+                        .await
+                        .map_err(|source| Error::Endpoint {
+                            what: "Flight SQL",
+                            addr: flight_addr,
+                            source,
+                        })?;
+                Some(
+                    civiclake_wire::FlightServer::start(
+                        listener,
+                        engine.clone(),
+                        state.auth.clone(),
+                        rx.clone(),
+                    )
+                    .map_err(|source| Error::Endpoint {
+                        what: "Flight SQL",
+                        addr: flight_addr,
+                        source,
+                    })?,
+                )
+            }
+            None => None,
+        };
         let background = tokio::spawn(lake.clone().run_background(rx.clone()));
         let mut samplers = Vec::new();
         if let Some(interval) = config.metrics_sample_interval {
@@ -501,7 +573,21 @@ impl Server {
             bus,
             bus_cell,
             pipelines,
+            pg,
+            flight,
         })
+    }
+
+    /// The address of the PostgreSQL protocol endpoint, when it runs.
+    pub fn pg_addr(&self) -> Option<SocketAddr> {
+        self.pg.as_ref().map(civiclake_wire::PgServer::local_addr)
+    }
+
+    /// The address of the Arrow Flight SQL endpoint, when it runs.
+    pub fn flight_addr(&self) -> Option<SocketAddr> {
+        self.flight
+            .as_ref()
+            .map(civiclake_wire::FlightServer::local_addr)
     }
 
     /// The continuous pipelines and alert rules.
@@ -583,6 +669,12 @@ impl Server {
         }
         let _ = self.shutdown.send(true);
         let _ = self.http.await;
+        if let Some(pg) = self.pg {
+            pg.join().await;
+        }
+        if let Some(flight) = self.flight {
+            flight.join().await;
+        }
         self.pipelines.stop().await;
         // Workers stop (cursors saved), then the log and audit writers write what they hold.
         if let Some(bus) = &self.bus {
@@ -699,6 +791,12 @@ pub async fn serve(config: Config) -> Result<(), Error> {
     let reload = tokio::spawn(reload_routes_on_sighup(server.ingest.clone()));
     if let Some(addr) = server.mqtt_addr() {
         println!("civiclake MQTT broker on mqtt://{addr}");
+    }
+    if let Some(addr) = server.pg_addr() {
+        println!("civiclake PostgreSQL protocol on postgres://{addr}/civiclake");
+    }
+    if let Some(addr) = server.flight_addr() {
+        println!("civiclake Flight SQL on grpc://{addr}");
     }
     // One line on stdout that scripts and tests can wait for.
     println!("civiclake listening on http://{}", server.addr);

@@ -1,0 +1,304 @@
+//! Analysts' protocols: the PostgreSQL wire protocol (tokio-postgres: simple and extended
+//! queries, the catalog) and Arrow Flight SQL (arrow-flight's client: statements, prepared
+//! statements with parameters, metadata) answer as the HTTP API does, with the same token,
+//! grants, masks and read-only rules — a denied table is denied on all three.
+
+use crate::server::TestServer;
+use arrow::array::{Array, AsArray, Float64Array, RecordBatch};
+use arrow::datatypes::{DataType, Field, Schema};
+use arrow_flight::sql::CommandGetTables;
+use arrow_flight::sql::client::FlightSqlServiceClient;
+use futures::TryStreamExt;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+fn token(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = std::process::Command::new(crate::server::binary())
+        .args(["token"])
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+fn http(server: &TestServer, token: &str, sql: &str) -> (u16, Value) {
+    let r = reqwest::blocking::Client::new()
+        .post(format!("{}/api/v1/query", server.url))
+        .bearer_auth(token)
+        .json(&json!({ "sql": sql }))
+        .send()
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().unwrap_or(Value::Null))
+}
+
+async fn pg(
+    server: &TestServer,
+    user: &str,
+    password: &str,
+) -> Result<tokio_postgres::Client, String> {
+    let addr = server.pg.as_ref().expect("pg endpoint");
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    let (client, connection) = tokio_postgres::connect(
+        &format!("host={host} port={port} user={user} password={password} dbname=civiclake"),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .map_err(|e| format!("{e:?}"))?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+async fn flight(
+    server: &TestServer,
+    token: &str,
+) -> FlightSqlServiceClient<tonic::transport::Channel> {
+    let addr = server.flight.as_ref().expect("flight endpoint");
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = FlightSqlServiceClient::new(channel);
+    if !token.is_empty() {
+        client.set_header("authorization", format!("Bearer {token}"));
+    }
+    client
+}
+
+async fn fetch(
+    client: &mut FlightSqlServiceClient<tonic::transport::Channel>,
+    info: arrow_flight::FlightInfo,
+) -> Vec<RecordBatch> {
+    let mut out = Vec::new();
+    for endpoint in info.endpoint {
+        let ticket = endpoint.ticket.expect("ticket");
+        let stream = client.do_get(ticket).await.unwrap();
+        out.extend(stream.try_collect::<Vec<_>>().await.unwrap());
+    }
+    out
+}
+
+/// The rows of a result as `sensor=pm25` strings.
+fn sensors(batches: &[RecordBatch]) -> Vec<String> {
+    let mut out = Vec::new();
+    for b in batches {
+        let s = arrow::compute::cast(b.column(0), &DataType::Utf8).unwrap();
+        let v = arrow::compute::cast(b.column(1), &DataType::Float64).unwrap();
+        for i in 0..b.num_rows() {
+            out.push(format!(
+                "{}={}",
+                s.as_string::<i32>().value(i),
+                v.as_primitive::<arrow::datatypes::Float64Type>().value(i)
+            ));
+        }
+    }
+    out
+}
+
+#[test]
+fn postgres_and_flight_sql_answer_as_http_with_the_same_grants() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_secure(
+        dir.path(),
+        &[
+            ("CIVICLAKE_SQL__PG_ADDR", "127.0.0.1:0"),
+            ("CIVICLAKE_SQL__FLIGHT_ADDR", "127.0.0.1:0"),
+        ],
+    );
+    let admin = token(dir.path(), &["create", "--role", "admin"]);
+    for (table, body) in [
+        (
+            "air_quality",
+            "air_quality,sensor=a1 pm25=10.5,email=\"mario@example.org\" 1767225600000000000\n\
+             air_quality,sensor=a2 pm25=20.5,email=\"anna@example.org\" 1767225601000000000",
+        ),
+        ("noise", "noise,sensor=n1 laeq=55.0 1767225600000000000"),
+    ] {
+        let r = reqwest::blocking::Client::new()
+            .post(format!("{}/api/v1/write?table={table}", server.url))
+            .bearer_auth(&admin)
+            .body(body)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 204);
+    }
+    let analyst = token(
+        dir.path(),
+        &["create", "--role", "analyst", "--tables", "air_*"],
+    );
+    let (status, expected) = http(
+        &server,
+        &analyst,
+        "SELECT sensor, pm25 FROM air_quality WHERE pm25 > 15 ORDER BY sensor",
+    );
+    assert_eq!(status, 200, "{expected}");
+    assert_eq!(expected, json!([{"sensor": "a2", "pm25": 20.5}]));
+    let denied = "SELECT * FROM noise";
+    let (status, body) = http(&server, &analyst, denied);
+    assert_eq!(status, 400, "{body}");
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        // PostgreSQL: a token as password, any user name.
+        let c = pg(&server, "analyst", &analyst).await.unwrap();
+        let rows = c
+            .simple_query("SELECT count(*) AS n FROM air_quality")
+            .await
+            .unwrap();
+        let n = rows.iter().find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+            _ => None,
+        });
+        assert_eq!(n.as_deref(), Some("2"));
+        // Extended protocol with a parameter: the same answer as HTTP.
+        let rows = c
+            .query(
+                "SELECT sensor, pm25 FROM air_quality WHERE pm25 > $1 ORDER BY sensor",
+                &[&15.0f64],
+            )
+            .await
+            .unwrap();
+        let got: Vec<(String, f64)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        assert_eq!(got, [("a2".to_string(), 20.5)]);
+        // Masked for the analyst, as over HTTP.
+        let rows = c
+            .query("SELECT email FROM air_quality ORDER BY sensor", &[])
+            .await
+            .unwrap();
+        assert_eq!(rows[0].get::<_, String>(0), "***");
+        // The denied table, by both protocols' paths.
+        let e = c.simple_query(denied).await.unwrap_err();
+        assert!(format!("{e:?}").contains("noise"), "{e:?}");
+        let e = c.query(denied, &[]).await.unwrap_err();
+        assert!(format!("{e:?}").contains("noise"), "{e:?}");
+        // Its catalog holds only its tables.
+        let rows = c
+            .query(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1",
+                &[],
+            )
+            .await
+            .unwrap();
+        let names: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+        assert_eq!(names, ["air_quality"]);
+        let rows = c
+            .query("SELECT relname FROM pg_catalog.pg_class WHERE relname = 'noise'", &[])
+            .await
+            .unwrap();
+        assert!(rows.is_empty(), "pg_class shows a denied table");
+        // Read-only: no DELETE, no DDL for an analyst.
+        for sql in [
+            "DELETE FROM air_quality WHERE sensor = 'a1'",
+            "CREATE TABLE t AS SELECT 1",
+        ] {
+            let e = c.simple_query(sql).await.unwrap_err();
+            let text = format!("{e:?}");
+            assert!(text.contains("42501") || text.contains("may only read"), "{sql}: {text}");
+        }
+        // Session statements clients send work.
+        c.simple_query("SET application_name = 'e2e'").await.unwrap();
+        c.simple_query("BEGIN").await.unwrap();
+        c.simple_query("COMMIT").await.unwrap();
+        // psql's parameterised query: PREPARE, then EXECUTE with the value.
+        c.simple_query(
+            "PREPARE over(double precision) AS SELECT sensor FROM air_quality WHERE pm25 > $1",
+        )
+        .await
+        .unwrap();
+        let rows = c.simple_query("EXECUTE over(15.0)").await.unwrap();
+        let got: Vec<String> = rows
+            .iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(got, ["a2"]);
+        // PREPARE of anything but a query is refused like the statement itself.
+        assert!(
+            c.simple_query("PREPARE d AS DELETE FROM air_quality")
+                .await
+                .is_err()
+        );
+        let v = c.query("SELECT version()", &[]).await.unwrap();
+        assert!(v[0].get::<_, String>(0).starts_with("PostgreSQL "));
+        // A wrong token, a wrong database: refused at connection.
+        let e = pg(&server, "analyst", "not-a-token").await.unwrap_err();
+        assert!(e.contains("password authentication failed"), "{e}");
+        // The admin's DELETE runs (an erasure), and the analyst sees it.
+        let a = pg(&server, "admin", &admin).await.unwrap();
+        a.simple_query("DELETE FROM air_quality WHERE sensor = 'a1'")
+            .await
+            .unwrap();
+        let rows = c
+            .query("SELECT count(*) FROM air_quality", &[])
+            .await
+            .unwrap();
+        assert_eq!(rows[0].get::<_, i64>(0), 1);
+
+        // Flight SQL: bearer token on every call.
+        let mut f = flight(&server, &analyst).await;
+        let info = f
+            .execute(
+                "SELECT sensor, pm25 FROM air_quality WHERE pm25 > 15 ORDER BY sensor".into(),
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(sensors(&fetch(&mut f, info).await), ["a2=20.5"]);
+        // A prepared statement with a parameter.
+        let mut p = f
+            .prepare(
+                "SELECT sensor, pm25 FROM air_quality WHERE pm25 > $1 ORDER BY sensor".into(),
+                None,
+            )
+            .await
+            .unwrap();
+        let params = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![Field::new("$1", DataType::Float64, true)])),
+            vec![Arc::new(Float64Array::from(vec![15.0]))],
+        )
+        .unwrap();
+        p.set_parameters(params).unwrap();
+        let info = p.execute().await.unwrap();
+        assert_eq!(sensors(&fetch(&mut f, info).await), ["a2=20.5"]);
+        // The denied table.
+        let e = f.execute(denied.into(), None).await.unwrap_err();
+        assert!(e.to_string().contains("noise"), "{e}");
+        // Tables with their schemas: only the granted one.
+        let info = f
+            .get_tables(CommandGetTables {
+                include_schema: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let tables = fetch(&mut f, info).await;
+        let names: Vec<String> = tables
+            .iter()
+            .flat_map(|b| {
+                let c = b.column_by_name("table_name").unwrap().as_string::<i32>();
+                (0..c.len()).map(|i| c.value(i).to_string()).collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(names, ["air_quality"]);
+        // Without a token, or with a wrong one: unauthenticated.
+        let mut anon = flight(&server, "").await;
+        let e = anon.execute("SELECT 1".into(), None).await.unwrap_err();
+        assert!(e.to_string().to_lowercase().contains("token"), "{e}");
+    });
+}
