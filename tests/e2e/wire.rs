@@ -19,17 +19,17 @@ fn token(dir: &std::path::Path, args: &[&str]) -> String {
         .arg("--data-dir")
         .arg(dir)
         .output()
-        .unwrap();
+        .expect("wire test");
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout)
-        .unwrap()
+        .expect("wire test")
         .lines()
         .last()
-        .unwrap()
+        .expect("wire test")
         .trim()
         .to_string()
 }
@@ -40,7 +40,7 @@ fn http(server: &TestServer, token: &str, sql: &str) -> (u16, Value) {
         .bearer_auth(token)
         .json(&json!({ "sql": sql }))
         .send()
-        .unwrap();
+        .expect("wire test");
     let status = r.status().as_u16();
     (status, r.json().unwrap_or(Value::Null))
 }
@@ -51,7 +51,7 @@ async fn pg(
     password: &str,
 ) -> Result<tokio_postgres::Client, String> {
     let addr = server.pg.as_ref().expect("pg endpoint");
-    let (host, port) = addr.rsplit_once(':').unwrap();
+    let (host, port) = addr.rsplit_once(':').expect("wire test");
     let (client, connection) = tokio_postgres::connect(
         &format!("host={host} port={port} user={user} password={password} dbname=civiclake"),
         tokio_postgres::NoTls,
@@ -68,10 +68,10 @@ async fn flight(
 ) -> FlightSqlServiceClient<tonic::transport::Channel> {
     let addr = server.flight.as_ref().expect("flight endpoint");
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .unwrap()
+        .expect("wire test")
         .connect()
         .await
-        .unwrap();
+        .expect("wire test");
     let mut client = FlightSqlServiceClient::new(channel);
     if !token.is_empty() {
         client.set_header("authorization", format!("Bearer {token}"));
@@ -86,8 +86,8 @@ async fn fetch(
     let mut out = Vec::new();
     for endpoint in info.endpoint {
         let ticket = endpoint.ticket.expect("ticket");
-        let stream = client.do_get(ticket).await.unwrap();
-        out.extend(stream.try_collect::<Vec<_>>().await.unwrap());
+        let stream = client.do_get(ticket).await.expect("wire test");
+        out.extend(stream.try_collect::<Vec<_>>().await.expect("wire test"));
     }
     out
 }
@@ -96,8 +96,8 @@ async fn fetch(
 fn sensors(batches: &[RecordBatch]) -> Vec<String> {
     let mut out = Vec::new();
     for b in batches {
-        let s = arrow::compute::cast(b.column(0), &DataType::Utf8).unwrap();
-        let v = arrow::compute::cast(b.column(1), &DataType::Float64).unwrap();
+        let s = arrow::compute::cast(b.column(0), &DataType::Utf8).expect("wire test");
+        let v = arrow::compute::cast(b.column(1), &DataType::Float64).expect("wire test");
         for i in 0..b.num_rows() {
             out.push(format!(
                 "{}={}",
