@@ -79,6 +79,7 @@ fn config(dir: &Path) -> Config {
         pg_addr: None,
         pg_tls: None,
         flight_addr: None,
+        sql_addrs_from_demo: false,
     }
 }
 

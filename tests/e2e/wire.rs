@@ -236,6 +236,14 @@ fn postgres_and_flight_sql_answer_as_http_with_the_same_grants() {
         );
         let v = c.query("SELECT version()", &[]).await.unwrap();
         assert!(v[0].get::<_, String>(0).starts_with("PostgreSQL "));
+        let v = c
+            .query("SELECT current_database(), current_schema()", &[])
+            .await
+            .unwrap();
+        assert_eq!(
+            (v[0].get::<_, String>(0), v[0].get::<_, String>(1)),
+            ("civiclake".to_string(), "public".to_string())
+        );
         // A wrong token, a wrong database: refused at connection.
         let e = pg(&server, "analyst", "not-a-token").await.unwrap_err();
         assert!(e.contains("password authentication failed"), "{e}");
@@ -300,5 +308,30 @@ fn postgres_and_flight_sql_answer_as_http_with_the_same_grants() {
         let mut anon = flight(&server, "").await;
         let e = anon.execute("SELECT 1".into(), None).await.unwrap_err();
         assert!(e.to_string().to_lowercase().contains("token"), "{e}");
+    });
+}
+
+#[test]
+fn without_authentication_any_password_is_an_administrator() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), &[("CIVICLAKE_SQL__PG_ADDR", "127.0.0.1:0")]);
+    server.write_lp("air", "air,sensor=a pm25=1.5 1767225600000000000");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let c = pg(&server, "anyone", "anything").await.unwrap();
+        let rows = c.query("SELECT pm25 FROM air", &[]).await.unwrap();
+        assert_eq!(rows[0].get::<_, f64>(0), 1.5);
+        // Another database name is refused even so.
+        let addr = server.pg.clone().unwrap();
+        let (host, port) = addr.rsplit_once(':').unwrap();
+        let e = tokio_postgres::connect(
+            &format!("host={host} port={port} user=a password=b dbname=postgres"),
+            tokio_postgres::NoTls,
+        )
+        .await
+        .err()
+        .map(|e| format!("{e:?}"))
+        .unwrap_or_default();
+        assert!(e.contains("civiclake"), "{e}");
     });
 }

@@ -12,6 +12,7 @@ mod mqtt;
 mod pipelines;
 mod queries;
 mod storage;
+mod wire;
 
 use crate::ctx::Ctx;
 use serde_json::Value;
@@ -49,6 +50,7 @@ pub(crate) fn all() -> Vec<Box<dyn Part>> {
         Box::new(dashboards::Dashboards),
         Box::new(bus::BusDeliveries),
         Box::new(pipelines::PipelinesUnderIngest),
+        Box::new(wire::Wire),
     ]
 }
 

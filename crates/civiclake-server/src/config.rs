@@ -618,6 +618,9 @@ pub struct Config {
     pub pg_tls: Option<(PathBuf, PathBuf)>,
     /// The Arrow Flight SQL endpoint, when on.
     pub flight_addr: Option<SocketAddr>,
+    /// The PostgreSQL and Flight SQL addresses are `--demo`'s defaults (not set): when their
+    /// port is taken, the endpoint takes any free port instead of failing the start.
+    pub sql_addrs_from_demo: bool,
 }
 
 /// The defaults, as a fully populated settings value.
@@ -873,6 +876,7 @@ impl ServeArgs {
             demo: s.demo.ok_or_else(missing)?,
             metrics_sample_interval: Some(s.metrics.sample_interval.ok_or_else(missing)?.0)
                 .filter(|d| !d.is_zero()),
+            sql_addrs_from_demo: demo && s.sql.pg_addr.is_none() && s.sql.flight_addr.is_none(),
             pg_addr,
             pg_tls,
             flight_addr,

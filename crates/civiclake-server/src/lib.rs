@@ -485,13 +485,8 @@ impl Server {
                     }
                     None => None,
                 };
-                let listener = tokio::net::TcpListener::bind(pg_addr)
-                    .await
-                    .map_err(|source| Error::Endpoint {
-                        what: "PostgreSQL",
-                        addr: pg_addr,
-                        source,
-                    })?;
+                let listener =
+                    bind_endpoint("PostgreSQL", pg_addr, config.sql_addrs_from_demo).await?;
                 Some(
                     civiclake_wire::PgServer::start(
                         listener,
@@ -512,13 +507,7 @@ impl Server {
         let flight = match config.flight_addr {
             Some(flight_addr) => {
                 let listener =
-                    tokio::net::TcpListener::bind(flight_addr)
-                        .await
-                        .map_err(|source| Error::Endpoint {
-                            what: "Flight SQL",
-                            addr: flight_addr,
-                            source,
-                        })?;
+                    bind_endpoint("Flight SQL", flight_addr, config.sql_addrs_from_demo).await?;
                 Some(
                     civiclake_wire::FlightServer::start(
                         listener,
@@ -782,6 +771,25 @@ async fn reload_routes_on_sighup(ingest: Arc<IngestService>) {
     {
         let _ = ingest;
         std::future::pending::<()>().await;
+    }
+}
+
+/// Binds an analysts' protocol endpoint; a `--demo` default address whose port is taken
+/// (another demo, a PostgreSQL server) falls back to any free port on the same address.
+async fn bind_endpoint(
+    what: &'static str,
+    addr: SocketAddr,
+    fallback: bool,
+) -> Result<tokio::net::TcpListener, Error> {
+    match tokio::net::TcpListener::bind(addr).await {
+        Ok(listener) => Ok(listener),
+        Err(e) if fallback => {
+            tracing::warn!(%addr, error = %e, "{what} endpoint: the demo's port is taken, using any free port");
+            tokio::net::TcpListener::bind(SocketAddr::new(addr.ip(), 0))
+                .await
+                .map_err(|source| Error::Endpoint { what, addr, source })
+        }
+        Err(source) => Err(Error::Endpoint { what, addr, source }),
     }
 }
 

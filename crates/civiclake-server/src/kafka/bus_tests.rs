@@ -48,6 +48,7 @@ fn server_config(dir: &Path, kafka_sources: Vec<super::KafkaSourceConfig>) -> Co
         pg_addr: None,
         pg_tls: None,
         flight_addr: None,
+        sql_addrs_from_demo: false,
     }
 }
 
