@@ -115,8 +115,8 @@ fn postgres_and_flight_sql_answer_as_http_with_the_same_grants() {
     let server = TestServer::start_secure(
         dir.path(),
         &[
-            ("CIVICLAKE_SQL__PG_ADDR", "127.0.0.1:0"),
-            ("CIVICLAKE_SQL__FLIGHT_ADDR", "127.0.0.1:0"),
+            ("CIVICLAKE_PG_ADDR", "127.0.0.1:0"),
+            ("CIVICLAKE_FLIGHT_ADDR", "127.0.0.1:0"),
         ],
     );
     let admin = token(dir.path(), &["create", "--role", "admin"]);
@@ -314,7 +314,7 @@ fn postgres_and_flight_sql_answer_as_http_with_the_same_grants() {
 #[test]
 fn without_authentication_any_password_is_an_administrator() {
     let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(dir.path(), &[("CIVICLAKE_SQL__PG_ADDR", "127.0.0.1:0")]);
+    let server = TestServer::start(dir.path(), &[("CIVICLAKE_PG_ADDR", "127.0.0.1:0")]);
     server.write_lp("air", "air,sensor=a pm25=1.5 1767225600000000000");
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {

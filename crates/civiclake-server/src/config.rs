@@ -296,43 +296,6 @@ pub struct PipelineSettings {
     pub retention_interval: Option<HumanDuration>,
 }
 
-/// Analysts' protocols: the PostgreSQL wire protocol and Arrow Flight SQL, off unless an
-/// address is given (`--demo` turns both on at their usual loopback ports).
-#[derive(Debug, Clone, Default, Args, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SqlSettings {
-    /// Address of the PostgreSQL protocol endpoint (psql, DBeaver, Grafana...; database
-    /// `civiclake`, a token as password). Off when not set; with --demo 127.0.0.1:5432.
-    #[arg(long = "pg-addr", env = "CIVICLAKE_SQL__PG_ADDR", value_name = "ADDR")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pg_addr: Option<SocketAddr>,
-    /// PEM certificate chain: TLS on the PostgreSQL endpoint (with pg-tls-key).
-    #[arg(
-        long = "pg-tls-cert",
-        env = "CIVICLAKE_SQL__PG_TLS_CERT",
-        value_name = "FILE"
-    )]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pg_tls_cert: Option<PathBuf>,
-    /// PEM private key of pg-tls-cert.
-    #[arg(
-        long = "pg-tls-key",
-        env = "CIVICLAKE_SQL__PG_TLS_KEY",
-        value_name = "FILE"
-    )]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pg_tls_key: Option<PathBuf>,
-    /// Address of the Arrow Flight SQL endpoint (ADBC, Flight SQL JDBC/ODBC; bearer token).
-    /// Off when not set; with --demo 127.0.0.1:50051.
-    #[arg(
-        long = "flight-addr",
-        env = "CIVICLAKE_SQL__FLIGHT_ADDR",
-        value_name = "ADDR"
-    )]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub flight_addr: Option<SocketAddr>,
-}
-
 /// civiclake's own metrics as a table.
 #[derive(Debug, Clone, Default, Args, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -509,6 +472,33 @@ pub struct ServeSettings {
     )]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub demo: Option<bool>,
+
+    /// Address of the PostgreSQL protocol endpoint (psql, DBeaver, Grafana...; database
+    /// `civiclake`, a token as password). Off when not set; with --demo 127.0.0.1:5432.
+    #[arg(long = "pg-addr", env = "CIVICLAKE_PG_ADDR", value_name = "ADDR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pg_addr: Option<SocketAddr>,
+    /// PEM certificate chain: TLS on the PostgreSQL endpoint (with pg-tls-key).
+    #[arg(
+        long = "pg-tls-cert",
+        env = "CIVICLAKE_PG_TLS_CERT",
+        value_name = "FILE"
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pg_tls_cert: Option<PathBuf>,
+    /// PEM private key of pg-tls-cert.
+    #[arg(long = "pg-tls-key", env = "CIVICLAKE_PG_TLS_KEY", value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pg_tls_key: Option<PathBuf>,
+    /// Address of the Arrow Flight SQL endpoint (ADBC, Flight SQL JDBC/ODBC; bearer token).
+    /// Off when not set; with --demo 127.0.0.1:50051.
+    #[arg(
+        long = "flight-addr",
+        env = "CIVICLAKE_FLIGHT_ADDR",
+        value_name = "ADDR"
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flight_addr: Option<SocketAddr>,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub wal: WalSettings,
@@ -551,9 +541,6 @@ pub struct ServeSettings {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub metrics: MetricsSettings,
-    #[command(flatten)]
-    #[allow(missing_docs)]
-    pub sql: SqlSettings,
 }
 
 /// `civiclake serve` arguments: a config file and the settings.
@@ -632,6 +619,10 @@ pub fn defaults() -> ServeSettings {
         http_addr: Some(SocketAddr::from(([127, 0, 0, 1], 8080))),
         insecure_no_auth: Some(false),
         demo: Some(false),
+        pg_addr: None,
+        pg_tls_cert: None,
+        pg_tls_key: None,
+        flight_addr: None,
         wal: WalSettings {
             fsync: Some(lake.wal_fsync),
             segment_size: Some(ByteSize(lake.wal_segment_bytes)),
@@ -689,7 +680,6 @@ pub fn defaults() -> ServeSettings {
         metrics: MetricsSettings {
             sample_interval: Some(HumanDuration(Duration::from_secs(10))),
         },
-        sql: SqlSettings::default(),
     }
 }
 
@@ -770,24 +760,24 @@ impl ServeArgs {
         let insecure_no_auth = s.insecure_no_auth.ok_or_else(missing)?;
         let demo = s.demo.unwrap_or(false);
         let loopback = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
-        let pg_addr = s.sql.pg_addr.or(demo.then(|| loopback(5432)));
-        let flight_addr = s.sql.flight_addr.or(demo.then(|| loopback(50051)));
+        let pg_addr = s.pg_addr.or(demo.then(|| loopback(5432)));
+        let flight_addr = s.flight_addr.or(demo.then(|| loopback(50051)));
         for (name, addr) in [("pg_addr", pg_addr), ("flight_addr", flight_addr)] {
             if let Some(addr) = addr
                 && insecure_no_auth
                 && !addr.ip().is_loopback()
             {
                 return Err(ConfigError(format!(
-                    "--insecure-no-auth is only allowed on loopback addresses, not sql.{name} {addr}"
+                    "--insecure-no-auth is only allowed on loopback addresses, not {name} {addr}"
                 )));
             }
         }
-        let pg_tls = match (s.sql.pg_tls_cert.clone(), s.sql.pg_tls_key.clone()) {
+        let pg_tls = match (s.pg_tls_cert.clone(), s.pg_tls_key.clone()) {
             (Some(cert), Some(key)) => Some((cert, key)),
             (None, None) => None,
             _ => {
                 return Err(ConfigError(
-                    "sql.pg_tls_cert and sql.pg_tls_key go together: give both or neither".into(),
+                    "pg_tls_cert and pg_tls_key go together: give both or neither".into(),
                 ));
             }
         };
@@ -876,7 +866,7 @@ impl ServeArgs {
             demo: s.demo.ok_or_else(missing)?,
             metrics_sample_interval: Some(s.metrics.sample_interval.ok_or_else(missing)?.0)
                 .filter(|d| !d.is_zero()),
-            sql_addrs_from_demo: demo && s.sql.pg_addr.is_none() && s.sql.flight_addr.is_none(),
+            sql_addrs_from_demo: demo && s.pg_addr.is_none() && s.flight_addr.is_none(),
             pg_addr,
             pg_tls,
             flight_addr,
@@ -890,16 +880,25 @@ struct Probe {
     args: ServeArgs,
 }
 
-/// The analysts' protocols, off by default (so not among the settings with a default).
-const SQL_EXAMPLE: &str = "[sql]\n\n\
+/// Settings with no default: off unless given.
+const OPTIONAL_SETTINGS: [&str; 4] = [
+    "CIVICLAKE_PG_ADDR",
+    "CIVICLAKE_PG_TLS_CERT",
+    "CIVICLAKE_PG_TLS_KEY",
+    "CIVICLAKE_FLIGHT_ADDR",
+];
+
+/// The analysts' protocols, off by default (so not among the settings with a default):
+/// top-level keys, written before the first section.
+const SQL_EXAMPLE: &str = "\
 # Address of the PostgreSQL protocol endpoint (database civiclake, a token as password);\n\
-# off when not set, 127.0.0.1:5432 with --demo (flag --pg-addr, environment CIVICLAKE_SQL__PG_ADDR)\n\
+# off when not set, 127.0.0.1:5432 with --demo (flag --pg-addr, environment CIVICLAKE_PG_ADDR)\n\
 # pg_addr = \"127.0.0.1:5432\"\n\n\
 # TLS on it: PEM certificate chain and private key (flags --pg-tls-cert, --pg-tls-key)\n\
 # pg_tls_cert = \"/etc/civiclake/pg.crt\"\n\
 # pg_tls_key = \"/etc/civiclake/pg.key\"\n\n\
 # Address of the Arrow Flight SQL endpoint (bearer token); off when not set, 127.0.0.1:50051\n\
-# with --demo (flag --flight-addr, environment CIVICLAKE_SQL__FLIGHT_ADDR)\n\
+# with --demo (flag --flight-addr, environment CIVICLAKE_FLIGHT_ADDR)\n\
 # flight_addr = \"127.0.0.1:50051\"\n\n";
 
 /// Section and key of a setting from its environment variable name.
@@ -987,10 +986,10 @@ pub fn example_toml() -> String {
          # Uncomment and change what you need.\n\n",
     );
     out.push_str(&top);
+    out.push_str(SQL_EXAMPLE);
     for (name, body) in sections {
         out.push_str(&format!("[{name}]\n\n{body}"));
     }
-    out.push_str(SQL_EXAMPLE);
     out.push_str(SOURCES_EXAMPLE);
     out.trim_end().to_string() + "\n"
 }
@@ -1137,10 +1136,19 @@ mod tests {
                 continue;
             }
             let (section, key) = toml_key(&env).unwrap();
-            assert!(
+            // Off unless given: the analysts' protocols (in the example file by hand).
+            let optional = OPTIONAL_SETTINGS.contains(&env.as_str());
+            assert_eq!(
                 default_of(&defaults, section.as_deref(), &key).is_some(),
-                "{env} has no default"
+                !optional,
+                "{env}: only the optional settings have no default"
             );
+            if optional {
+                assert!(
+                    example_toml().contains(&format!("# {key} = ")),
+                    "{env} is not in the example"
+                );
+            }
             let flag = arg.get_long().unwrap();
             let expected = match &section {
                 Some(s) => format!("{s}-{}", key.replace('_', "-")),

@@ -480,7 +480,9 @@ impl Server {
                 let tls = match &config.pg_tls {
                     Some((cert, key)) => {
                         Some(civiclake_wire::tls_acceptor(cert, key).map_err(|m| {
-                            Error::Config(config::ConfigError(format!("sql.pg_tls: {m}")))
+                            Error::Config(config::ConfigError(format!(
+                                "pg_tls_cert, pg_tls_key: {m}"
+                            )))
                         })?)
                     }
                     None => None,
