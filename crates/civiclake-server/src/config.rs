@@ -881,6 +881,7 @@ struct Probe {
 }
 
 /// Settings with no default: off unless given.
+#[cfg(test)]
 const OPTIONAL_SETTINGS: [&str; 4] = [
     "CIVICLAKE_PG_ADDR",
     "CIVICLAKE_PG_TLS_CERT",
