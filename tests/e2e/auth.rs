@@ -136,6 +136,17 @@ pub(crate) fn matrix_schema() -> Value {
     json!({"type": "object", "properties": {"amount": {"type": "number"}}, "required": ["amount"]})
 }
 const ADMIN: &[&str] = &["admin"];
+/// Kiosk operators: compute kiosk plans, import their inputs.
+const KIOSK_OPERATORS: &[&str] = &["admin", "kiosk-operator"];
+/// Readers of kiosk plans: operators, and query or dashboard roles that reach `kiosk_plans`.
+const PLAN_READERS: &[&str] = &["admin", "analyst", "planner", "kiosk-operator"];
+
+/// A small plan request with its inputs inline.
+fn matrix_plan(save: bool) -> Value {
+    json!({"save": save, "p": 1,
+           "demand": [{"id": "a", "lon": 11.09, "lat": 43.88, "population": 10, "elderly": 2}],
+           "sites": [{"id": "s", "lon": 11.091, "lat": 43.88, "existing": true}]})
+}
 
 fn endpoints(victim_token_id: &str, org_token_id: &str) -> Vec<Endpoint> {
     let lp = (
@@ -539,6 +550,48 @@ fn endpoints(victim_token_id: &str, org_token_id: &str) -> Vec<Endpoint> {
             Expect::Roles(ADMIN),
         ),
         e(
+            "POST",
+            "/api/v1/kiosk/plan",
+            "/api/v1/kiosk/plan",
+            Some(("application/json", matrix_plan(false).to_string())),
+            Expect::Roles(KIOSK_OPERATORS),
+        ),
+        e(
+            "GET",
+            "/api/v1/kiosk/plan",
+            "/api/v1/kiosk/plan",
+            None,
+            Expect::Roles(PLAN_READERS),
+        ),
+        e(
+            "GET",
+            "/api/v1/kiosk/plans",
+            "/api/v1/kiosk/plans",
+            None,
+            Expect::Roles(PLAN_READERS),
+        ),
+        e(
+            "GET",
+            "/api/v1/kiosk/plan/map.svg",
+            "/api/v1/kiosk/plan/map.svg",
+            None,
+            Expect::Roles(PLAN_READERS),
+        ),
+        e(
+            "POST",
+            "/api/v1/kiosk/siting/demand",
+            "/api/v1/kiosk/siting/demand",
+            Some(("application/json", matrix_plan(false)["demand"].to_string())),
+            Expect::Roles(KIOSK_OPERATORS),
+        ),
+        e(
+            "POST",
+            "/api/v1/kiosk/siting/sites",
+            "/api/v1/kiosk/siting/sites",
+            Some(("application/json", matrix_plan(false)["sites"].to_string())),
+            Expect::Roles(KIOSK_OPERATORS),
+        ),
+        e(
             "GET",
             "/api/v1/alerts",
             "/api/v1/alerts",
@@ -715,6 +768,15 @@ fn every_role_against_every_endpoint() {
             .unwrap();
         assert_eq!(r.status(), 201, "{path}: {}", r.text().unwrap_or_default());
     }
+
+    // A kept kiosk plan for the readers.
+    let r = client()
+        .post(format!("{}/api/v1/kiosk/plan", server.url))
+        .bearer_auth(&admin)
+        .json(&matrix_plan(true))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().unwrap_or_default());
 
     // Every endpoint of the OpenAPI document is in the matrix (or tested apart).
     let api: Value = client()

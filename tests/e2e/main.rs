@@ -10,6 +10,7 @@ mod dashboards;
 mod durability;
 mod http_api;
 mod kafka;
+mod kiosk;
 mod mqtt;
 mod pipelines;
 mod platform;

@@ -49,7 +49,7 @@ fn registry() -> ModuleRegistry {
         .expect("registry")
 }
 
-fn config(dir: &Path) -> Config {
+pub(crate) fn config(dir: &Path) -> Config {
     let mut lake = civiclake_lake::LakeConfig::new(dir);
     // Flushes happen when the test asks (and at stop), not in the background.
     lake.flush_max_age = Duration::from_secs(3600);

@@ -11,6 +11,7 @@ mod kafka;
 mod mqtt;
 mod pipelines;
 mod queries;
+mod siting;
 mod storage;
 mod wire;
 
@@ -51,6 +52,7 @@ pub(crate) fn all() -> Vec<Box<dyn Part>> {
         Box::new(bus::BusDeliveries),
         Box::new(pipelines::PipelinesUnderIngest),
         Box::new(wire::Wire),
+        Box::new(siting::Siting),
     ]
 }
 

@@ -159,7 +159,7 @@ impl Part for Wire {
         let files = dir.join("data/tables/wire_bench");
         let script = format!(
             "import duckdb, time, json\n\
-             con = duckdb.connect()\n\
+             con = duckdb.connect(config={{'enable_progress_bar': False}})\n\
              best = None\n\
              for _ in range({TRIES}):\n\
              \x20   t = time.perf_counter()\n\
@@ -176,8 +176,15 @@ impl Part for Wire {
         if !out.status.success() {
             return Err(format!("duckdb: {}", String::from_utf8_lossy(&out.stderr)));
         }
+        // The JSON is the last line (DuckDB may draw a progress bar before it).
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let last = stdout
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
         let duck: serde_json::Value =
-            serde_json::from_slice(&out.stdout).map_err(|e| format!("duckdb output: {e}"))?;
+            serde_json::from_str(last).map_err(|e| format!("duckdb output {last:?}: {e}"))?;
         let duck_s = duck["secs"].as_f64().unwrap_or(f64::NAN);
         let duck_rows = duck["rows"].as_u64().unwrap_or(0);
         if duck_rows != ROWS as u64 {

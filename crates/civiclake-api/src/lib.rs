@@ -10,6 +10,7 @@ pub mod auth;
 mod bus;
 mod bus_catalog;
 mod error;
+mod kiosk;
 mod metrics;
 mod ops;
 mod pipelines;
@@ -56,6 +57,8 @@ pub struct AppState {
     pub bus: Option<civiclake_bus::Bus>,
     /// Continuous pipelines and alert rules (None: `/api/v1/pipelines` answers 503).
     pub pipelines: Option<civiclake_pipelines::Pipelines>,
+    /// The kiosk module's siting optimiser (None: `/api/v1/kiosk/...` answers 503).
+    pub kiosk: Option<civiclake_kiosk::Siting>,
 }
 
 /// Settings of the HTTP layer.
@@ -78,7 +81,8 @@ pub struct ApiConfig {
         (name = "operations", description = "Health, metrics, maintenance"),
         (name = "access", description = "Tokens, roles and signed links"),
         (name = "bus", description = "The interoperability bus: CloudEvents, schemas, subscriptions, replays, dead letters"),
-        (name = "pipelines", description = "Continuous pipelines (windows, rollups), alert rules, retention")
+        (name = "pipelines", description = "Continuous pipelines (windows, rollups), alert rules, retention"),
+        (name = "kiosk", description = "The kiosk siting optimiser: inputs, plans, maps")
     )
 )]
 struct ApiDoc;
@@ -146,6 +150,11 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(pipelines::list_alerts, pipelines::create_alert))
         .routes(routes!(pipelines::get_alert, pipelines::delete_alert))
         .routes(routes!(pipelines::run_retention))
+        .routes(routes!(kiosk::create_plan, kiosk::get_plan))
+        .routes(routes!(kiosk::list_plans))
+        .routes(routes!(kiosk::plan_map))
+        .routes(routes!(kiosk::import_demand))
+        .routes(routes!(kiosk::import_sites))
 }
 
 /// The router and its OpenAPI document.

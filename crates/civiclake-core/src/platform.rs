@@ -58,6 +58,16 @@ pub enum PlatformError {
     /// A CloudEvent without its required attributes.
     #[error(transparent)]
     CloudEvent(#[from] CloudEventError),
+    /// The module may not write this table (not its own, or its events table).
+    #[error("module '{module}' may not write table {table}: {reason}")]
+    TableNotAllowed {
+        /// The module.
+        module: String,
+        /// The table.
+        table: String,
+        /// Why.
+        reason: String,
+    },
     /// No module of this name is registered.
     #[error("no module '{0}' is registered")]
     UnknownModule(String),
@@ -100,6 +110,7 @@ impl PlatformError {
             PlatformError::Topic(_)
             | PlatformError::TopicNotAllowed { .. }
             | PlatformError::CloudEvent(_) => ErrorClass::User,
+            PlatformError::TableNotAllowed { .. } => ErrorClass::Forbidden,
             PlatformError::UnknownModule(_) => ErrorClass::NotFound,
             PlatformError::Query { class, .. }
             | PlatformError::Storage { class, .. }
@@ -154,6 +165,12 @@ pub trait Platform: Send + Sync + std::fmt::Debug {
 
     /// Runs SQL over the lake (the tables the module may read).
     async fn query(&self, sql: &str) -> Result<QueryBatches, PlatformError>;
+
+    /// Writes `batch` (rows in the lake's conventions: a `time` column, tags, fields) to
+    /// `table`, one of the module's own tables other than its events table, durably (WAL).
+    /// Returns the rows written. For what is not an event: imported reference data, results
+    /// a module computes (the kiosk siting plans).
+    async fn write_rows(&self, table: &str, batch: RecordBatch) -> Result<usize, PlatformError>;
 
     /// Publishes `event` on `topic` (`bus/...` or `devices/...`); returns how many
     /// subscribers received it.

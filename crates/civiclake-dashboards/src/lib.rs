@@ -110,6 +110,7 @@ pub use model::{
     RelativeRange, Threshold, TimeSettings, Variable, VariableSource,
 };
 pub use render::data::variable_choices;
+pub use render::network::{Marker, MarkerShape, MarkerStyle, NetworkMap, render_network_svg};
 pub use render::{render_error_svg, render_error_svg_sized, render_png, render_svg};
 pub use request::{
     DEFAULT_HEIGHT_PX, DEFAULT_WIDTH_PX, HEIGHT_RANGE, PanelRequest, WIDTH_RANGE, parse_time,

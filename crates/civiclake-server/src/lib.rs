@@ -172,6 +172,8 @@ impl civiclake_pipelines::EventPublisher for AlertBus {
 
 /// The module whose events table keeps the bus catalog.
 const BUS_MODULE: &str = "bus";
+/// The module holding the kiosk siting optimiser.
+const KIOSK_MODULE: &str = "kiosk";
 
 /// The bus's counters on `/metrics`.
 #[derive(Debug)]
@@ -439,6 +441,25 @@ impl Server {
             layers = dashboards.geo.names().count(),
             "dashboards loaded"
         );
+        // The kiosk module's siting optimiser: its maps are drawn over the dashboards'
+        // boundary layers.
+        let kiosk = match module_events.get(KIOSK_MODULE) {
+            Some(events) => {
+                let platform: Arc<dyn Platform> = Arc::new(ModulePlatform {
+                    events: events.clone(),
+                    lake: lake.clone(),
+                    engine: engine.clone(),
+                    router: router.clone(),
+                    modules: modules.clone(),
+                    bus: bus_cell.clone(),
+                });
+                Some(civiclake_kiosk::Siting::new(
+                    platform,
+                    civiclake_kiosk::demo::layers(&dashboards.geo),
+                ))
+            }
+            None => None,
+        };
         let state = AppState {
             auth,
             lake: lake.clone(),
@@ -449,6 +470,7 @@ impl Server {
             dashboards: Arc::new(dashboards),
             bus: bus.clone(),
             pipelines: Some(pipelines.clone()),
+            kiosk: kiosk.clone(),
         };
         let app = civiclake_api::router(
             state.clone(),
@@ -539,6 +561,17 @@ impl Server {
             )));
             if let Some(bus) = &bus {
                 samplers.push(tokio::spawn(demo_bus::run(bus.clone(), rx.clone())));
+            }
+            if let Some(siting) = kiosk {
+                samplers.push(tokio::spawn(async move {
+                    match civiclake_kiosk::demo::seed(&siting).await {
+                        Ok(Some(plan)) => {
+                            tracing::info!(plan, "demo kiosk plan computed: /kiosk/plan")
+                        }
+                        Ok(None) => {}
+                        Err(e) => tracing::warn!(error = %e, "the demo kiosk plan failed"),
+                    }
+                }));
             }
         }
         let last_used = tokio::spawn(persist_last_used(store.clone(), rx));

@@ -7,7 +7,7 @@
 //! restart, from the Delta files and the replayed WAL). A failed write drops the cached
 //! version so the next append reloads it from the table.
 
-use arrow::array::{Array, Int64Array};
+use arrow::array::{Array, Int64Array, RecordBatch};
 use arrow::compute::cast;
 use arrow::datatypes::DataType;
 use civiclake_core::events::{self, EVENT_ID_COLUMN, STREAM_ID_COLUMN, VERSION_COLUMN};
@@ -235,6 +235,30 @@ impl Platform for ModulePlatform {
             schema: result.schema,
             batches: result.batches,
         })
+    }
+
+    async fn write_rows(&self, table: &str, batch: RecordBatch) -> Result<usize, PlatformError> {
+        let module = &self.events.module;
+        let refuse = |reason: String| PlatformError::TableNotAllowed {
+            module: module.name().to_string(),
+            table: table.to_string(),
+            reason,
+        };
+        if table == module.events_table() {
+            return Err(refuse(
+                "it is the module's events table: events are appended with append_events".into(),
+            ));
+        }
+        if !module.owns_table(table) {
+            return Err(refuse(format!(
+                "a module writes only its own tables ({}*)",
+                module.table_prefix()
+            )));
+        }
+        self.lake
+            .write(vec![(table.to_string(), batch)])
+            .await
+            .map_err(storage)
     }
 
     async fn publish(&self, topic: &Topic, event: CloudEvent) -> Result<usize, PlatformError> {

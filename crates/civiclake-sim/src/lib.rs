@@ -25,6 +25,7 @@
 
 mod batches;
 mod brokers;
+pub mod census;
 mod city;
 mod fleet;
 pub mod geography;

@@ -2,6 +2,7 @@
 //! arguments and calls the crate that does the work.
 
 mod import;
+mod kiosk;
 mod simulate;
 mod sql;
 mod token;
@@ -32,6 +33,9 @@ enum Command {
     Simulate(simulate::SimulateArgs),
     /// Tokens and roles: create, list, revoke, sign links (works on the data directory).
     Token(token::TokenArgs),
+    /// The kiosk siting optimiser: plans (`kiosk plan`), ISTAT census data to demand
+    /// (`kiosk demand`).
+    Kiosk(kiosk::KioskArgs),
     /// Configuration helpers.
     Config {
         #[command(subcommand)]
@@ -90,6 +94,7 @@ fn main() -> ExitCode {
             Command::Import(args) => import::run(args).await,
             Command::Simulate(args) => simulate::run(args).await,
             Command::Token(args) => token::run(args),
+            Command::Kiosk(args) => kiosk::run(args).await,
             Command::Config {
                 action: ConfigAction::Example,
             } => {

@@ -13,6 +13,7 @@ mod bus_catalog;
 pub(crate) mod dashboards;
 mod format;
 mod home;
+mod kiosk;
 pub(crate) mod session;
 mod sql;
 
@@ -54,6 +55,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/bus/catalog/{org}/{system}", get(bus_catalog::system))
         .route("/bus/map", get(bus_catalog::map))
         .route("/bus/map.svg", get(bus_catalog::map_svg))
+        .route("/kiosk/plan", get(kiosk::plan))
         .route("/login", get(session::login_form).post(session::login))
         .route("/logout", post(session::logout))
         .route("/static/{name}", get(assets::serve))

@@ -114,7 +114,7 @@ pub(crate) fn prepare(
 }
 
 /// From (longitude, latitude) to pixels of the map area, keeping the aspect ratio.
-struct Projection {
+pub(crate) struct Projection {
     kx: f64,
     min_x: f64,
     max_y: f64,
@@ -124,7 +124,7 @@ struct Projection {
 }
 
 impl Projection {
-    fn fit(bounds: Rect<f64>, w: u32, h: u32, margin: f64) -> Self {
+    pub(crate) fn fit(bounds: Rect<f64>, w: u32, h: u32, margin: f64) -> Self {
         let lat0 = (bounds.min().y + bounds.max().y) / 2.0;
         let kx = lat0.to_radians().cos();
         let (min_x, max_x) = (bounds.min().x * kx, bounds.max().x * kx);
@@ -144,14 +144,14 @@ impl Projection {
         }
     }
 
-    fn px(&self, lon: f64, lat: f64) -> (i32, i32) {
+    pub(crate) fn px(&self, lon: f64, lat: f64) -> (i32, i32) {
         let x = self.ox + (lon * self.kx - self.min_x) * self.scale;
         let y = self.oy + (self.max_y - lat) * self.scale;
         (x.round() as i32, y.round() as i32)
     }
 }
 
-fn union(a: Rect<f64>, b: Rect<f64>) -> Rect<f64> {
+pub(crate) fn union(a: Rect<f64>, b: Rect<f64>) -> Rect<f64> {
     Rect::new(
         coord! { x: a.min().x.min(b.min().x), y: a.min().y.min(b.min().y) },
         coord! { x: a.max().x.max(b.max().x), y: a.max().y.max(b.max().y) },

@@ -8,6 +8,7 @@ mod bar;
 pub(crate) mod data;
 mod heatmap;
 mod map;
+pub(crate) mod network;
 mod stat;
 pub(crate) mod style;
 mod table;
