@@ -71,19 +71,27 @@ fn shipped_dashboards_draw_every_panel_on_the_demo_city() {
 
     // The demo's first kiosk plan: the synthetic census against its 17 kiosks.
     let mut plan = serde_json::Value::Null;
-    wait_until(Duration::from_secs(60), "the demo kiosk plan", || {
-        match client.get(format!("{}/api/v1/kiosk/plan", server.url)).send() {
+    wait_until(
+        Duration::from_secs(60),
+        "the demo kiosk plan",
+        || match client
+            .get(format!("{}/api/v1/kiosk/plan", server.url))
+            .send()
+        {
             Ok(r) if r.status() == 200 => {
                 plan = r.json().unwrap_or_default();
                 true
             }
             _ => false,
-        }
-    });
+        },
+    );
     assert_eq!(plan["inputs"]["existing"], 17);
     assert_eq!(plan["inputs"]["demand_points"], 317);
     assert_eq!(plan["result"]["model"], "mclp");
-    let page = client.get(format!("{}/kiosk/plan", server.url)).send().unwrap();
+    let page = client
+        .get(format!("{}/kiosk/plan", server.url))
+        .send()
+        .unwrap();
     assert_eq!(page.status(), 200);
 
     let index = client
