@@ -159,7 +159,8 @@ impl Part for Wire {
         let files = dir.join("data/tables/wire_bench");
         let script = format!(
             "import duckdb, time, json\n\
-             con = duckdb.connect(config={{'enable_progress_bar': False}})\n\
+             con = duckdb.connect()\n\
+             con.execute('SET enable_progress_bar = false')\n\
              best = None\n\
              for _ in range({TRIES}):\n\
              \x20   t = time.perf_counter()\n\
