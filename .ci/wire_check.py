@@ -214,6 +214,12 @@ def main():
                             http_table.column("pm25").to_pylist()))
             if rounded(got) != rounded(want) or rounded(got) != rounded(expected_param):
                 fail(f"ADBC differs from HTTP Arrow:\n{got[:3]}\n{want[:3]}")
+            # Without parameters too: tags arrive dictionary-encoded, as over HTTP.
+            cur.execute(join)
+            table = cur.fetch_arrow_table()
+            got = list(zip(*(table.column(c).to_pylist() for c in ("sensor", "name", "n", "pm25"))))
+            if rounded(got) != rounded(expected_join):
+                fail(f"ADBC join differs from HTTP:\n{got[:3]}\n{expected_join[:3]}")
             objects = conn.adbc_get_objects(depth="tables").read_all().to_pylist()
             names = sorted(t["table_name"] for c in objects for s in c["catalog_db_schemas"] or []
                            for t in s["db_schema_tables"] or [])
@@ -227,7 +233,7 @@ def main():
                 if "noise" not in str(e):
                     fail(f"ADBC: unexpected error {e}")
             cur.close()
-        print("ADBC Flight SQL: parameterised query, catalog and refusal as expected")
+        print("ADBC Flight SQL: parameterised query, join, catalog and refusal as expected")
     finally:
         server.send_signal(signal.SIGTERM)
         try:

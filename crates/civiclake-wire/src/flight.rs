@@ -11,7 +11,7 @@
 
 use crate::error::status;
 use crate::pg::DATABASE;
-use arrow_flight::encode::FlightDataEncoderBuilder;
+use arrow_flight::encode::{DictionaryHandling, FlightDataEncoderBuilder};
 use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_server::{FlightService, FlightServiceServer};
 use arrow_flight::sql::metadata::{SqlInfoData, SqlInfoDataBuilder};
@@ -128,28 +128,26 @@ fn sql_info() -> &'static SqlInfoData {
 /// Rows as a Flight data stream with `schema` (the same as the flight info's).
 fn stream(schema: SchemaRef, batches: Vec<RecordBatch>) -> Response<DoGetStream> {
     let batches = futures::stream::iter(batches.into_iter().map(Ok::<_, FlightError>));
+    // Tags stay dictionary-encoded on the wire (each batch with its dictionary): a fetch of
+    // tags is then as small as over HTTP, and nothing casts them to strings first.
     let flight = FlightDataEncoderBuilder::new()
+        .with_dictionary_handling(DictionaryHandling::Resend)
         .with_schema(schema)
         .build(batches)
         .map_err(Status::from);
     Response::new(Box::pin(flight) as Pin<Box<_>>)
 }
 
-/// The schema clients get: dictionary-encoded strings (tags) as plain strings, every column
-/// nullable — the same whether a statement is described or run (with its parameters bound,
-/// the plan may encode a column otherwise), as Flight SQL clients require.
+/// The schema clients get: the planned types (tags as dictionary-encoded strings), every
+/// column nullable — the same whether a statement is described or run (with its parameters
+/// bound, the plan may encode a column otherwise: [`conform`] casts it), as Flight SQL
+/// clients require.
 fn flat(schema: &Schema) -> Schema {
     Schema::new(
         schema
             .fields()
             .iter()
-            .map(|f| {
-                let ty = match f.data_type() {
-                    DataType::Dictionary(_, v) => v.as_ref().clone(),
-                    other => other.clone(),
-                };
-                Field::new(f.name(), ty, true)
-            })
+            .map(|f| Field::new(f.name(), f.data_type().clone(), true))
             .collect::<Vec<_>>(),
     )
 }
@@ -302,8 +300,13 @@ impl FlightSql {
         params: Option<ParamValues>,
         scope: &SqlScope,
     ) -> Result<Response<DoGetStream>, Status> {
-        // The flight info announced the planned schema: the rows come in it.
-        let (schema, _) = self.plan(sql, scope).await?;
+        // The flight info announced the planned schema: the rows come in it. Without
+        // parameters the statement plans the same as it did then, so its result's schema is
+        // that one (made nullable); with parameters bound a column may come out otherwise.
+        let planned = match params {
+            Some(_) => Some(self.plan(sql, scope).await?.0),
+            None => None,
+        };
         let is_delete = sql
             .trim_start()
             .get(..6)
@@ -316,7 +319,7 @@ impl FlightSql {
             self.engine.sql_in(&ctx, sql, params, scope).await
         }
         .map_err(|e| status(&e))?;
-        let schema = Arc::new(schema);
+        let schema = Arc::new(planned.unwrap_or_else(|| flat(&result.schema)));
         let batches = conform(result.batches, &schema)?;
         Ok(stream(schema, batches))
     }
