@@ -9,7 +9,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use civiclake_auth::{Permission, Principal};
 use civiclake_bus::catalog::source_topic;
@@ -141,15 +141,7 @@ fn check_source(p: &Principal, index: usize, event: &CloudEvent) -> Result<(), A
 /// `application/json` with a `specversion`), batched (`application/cloudevents-batch+json`, a
 /// JSON array) or binary mode (`ce-*` headers, the body is the data).
 fn events_of(headers: &HeaderMap, body: &[u8]) -> Result<Vec<CloudEvent>, ApiError> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let content_type = crate::write::media_type(headers);
     let bad = |i: usize, e: civiclake_core::CloudEventError| {
         ApiError::bad_request(format!("event {i}: {e}"))
     };
@@ -655,6 +647,7 @@ pub(crate) async fn deliveries(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::header;
 
     #[test]
     fn binary_mode_headers_make_an_event() {

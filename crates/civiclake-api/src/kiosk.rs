@@ -183,16 +183,7 @@ enum Upload {
 }
 
 fn upload_kind(headers: &HeaderMap) -> Result<Upload, ApiError> {
-    let ct = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    match ct.as_str() {
+    match crate::write::media_type(headers).as_str() {
         "application/json" => Ok(Upload::Json),
         "application/geo+json" => Ok(Upload::GeoJson),
         "text/csv" => Ok(Upload::Csv),
@@ -203,8 +194,22 @@ fn upload_kind(headers: &HeaderMap) -> Result<Upload, ApiError> {
     }
 }
 
-fn bad(e: civiclake_kiosk::siting::SitingError) -> ApiError {
-    ApiError::bad_request(e.to_string())
+/// An uploaded list read by its Content-Type: a JSON list, GeoJSON or CSV.
+fn upload<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    body: &[u8],
+    what: &str,
+    geojson: fn(&str) -> Result<Vec<T>, civiclake_kiosk::siting::SitingError>,
+    csv: fn(&[u8]) -> Result<Vec<T>, civiclake_kiosk::siting::SitingError>,
+) -> Result<Vec<T>, ApiError> {
+    let bad = |e: civiclake_kiosk::siting::SitingError| ApiError::bad_request(e.to_string());
+    match upload_kind(headers)? {
+        Upload::Json => {
+            serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("{what}: {e}")))
+        }
+        Upload::GeoJson => geojson(&String::from_utf8_lossy(body)).map_err(bad),
+        Upload::Csv => csv(body).map_err(bad),
+    }
 }
 
 /// Imports demand points (they replace the previous import for new plans).
@@ -220,12 +225,13 @@ pub(crate) async fn import_demand(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     operator(&caller)?;
-    let points = match upload_kind(&headers)? {
-        Upload::Json => serde_json::from_slice(&body)
-            .map_err(|e| ApiError::bad_request(format!("the demand points: {e}")))?,
-        Upload::GeoJson => import::demand_geojson(&String::from_utf8_lossy(&body)).map_err(bad)?,
-        Upload::Csv => import::demand_csv(&body).map_err(bad)?,
-    };
+    let points = upload(
+        &headers,
+        &body,
+        "the demand points",
+        import::demand_geojson,
+        import::demand_csv,
+    )?;
     let summary = siting(&state)?.import_demand(points).await?;
     Ok((StatusCode::CREATED, Json(json!(summary))).into_response())
 }
@@ -243,12 +249,13 @@ pub(crate) async fn import_sites(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     operator(&caller)?;
-    let sites = match upload_kind(&headers)? {
-        Upload::Json => serde_json::from_slice(&body)
-            .map_err(|e| ApiError::bad_request(format!("the sites: {e}")))?,
-        Upload::GeoJson => import::sites_geojson(&String::from_utf8_lossy(&body)).map_err(bad)?,
-        Upload::Csv => import::sites_csv(&body).map_err(bad)?,
-    };
+    let sites = upload(
+        &headers,
+        &body,
+        "the sites",
+        import::sites_geojson,
+        import::sites_csv,
+    )?;
     let summary = siting(&state)?.import_sites(sites).await?;
     Ok((StatusCode::CREATED, Json(json!(summary))).into_response())
 }

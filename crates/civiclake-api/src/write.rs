@@ -62,17 +62,21 @@ enum Format {
     Arrow,
 }
 
-fn format_of(headers: &HeaderMap) -> Result<Format, ApiError> {
-    let ct = headers
+/// The media type of a request's body, lowercase, without parameters (`""` when absent).
+pub(crate) fn media_type(headers: &HeaderMap) -> String {
+    headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("text/plain");
-    let mime = ct
+        .unwrap_or("")
         .split(';')
         .next()
         .unwrap_or("")
         .trim()
-        .to_ascii_lowercase();
+        .to_ascii_lowercase()
+}
+
+fn format_of(headers: &HeaderMap) -> Result<Format, ApiError> {
+    let mime = media_type(headers);
     Ok(match mime.as_str() {
         "" | "text/plain" | "application/octet-stream" | "application/x-www-form-urlencoded" => {
             Format::LineProtocol

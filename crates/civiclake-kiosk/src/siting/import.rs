@@ -284,33 +284,9 @@ pub fn boundaries_shapefile(
                 ))
             })?;
         let polygon = match shape {
-            shapefile::Shape::Polygon(p) => rings_to_multipolygon(p.rings().iter().map(|r| {
-                (
-                    matches!(r, shapefile::PolygonRing::Outer(_)),
-                    r.points()
-                        .iter()
-                        .map(|p| Coord { x: p.x, y: p.y })
-                        .collect(),
-                )
-            })),
-            shapefile::Shape::PolygonZ(p) => rings_to_multipolygon(p.rings().iter().map(|r| {
-                (
-                    matches!(r, shapefile::PolygonRing::Outer(_)),
-                    r.points()
-                        .iter()
-                        .map(|p| Coord { x: p.x, y: p.y })
-                        .collect(),
-                )
-            })),
-            shapefile::Shape::PolygonM(p) => rings_to_multipolygon(p.rings().iter().map(|r| {
-                (
-                    matches!(r, shapefile::PolygonRing::Outer(_)),
-                    r.points()
-                        .iter()
-                        .map(|p| Coord { x: p.x, y: p.y })
-                        .collect(),
-                )
-            })),
+            shapefile::Shape::Polygon(p) => multipolygon(p.rings()),
+            shapefile::Shape::PolygonZ(p) => multipolygon(p.rings()),
+            shapefile::Shape::PolygonM(p) => multipolygon(p.rings()),
             shapefile::Shape::NullShape => continue,
             other => {
                 return Err(err(format!(
@@ -390,12 +366,20 @@ pub fn crs_of_prj(prj: &str) -> Option<Crs> {
         .then_some(Crs::UtmNorth(zone))
 }
 
-fn rings_to_multipolygon(
-    rings: impl Iterator<Item = (bool, Vec<Coord<f64>>)>,
+/// A shapefile polygon's rings (outer ones start a polygon, inner ones are its holes), in
+/// the file's coordinates.
+fn multipolygon<P: shapefile::record::traits::HasXY>(
+    rings: &[shapefile::PolygonRing<P>],
 ) -> MultiPolygon<f64> {
     let mut polygons: Vec<Polygon<f64>> = Vec::new();
-    for (outer, coords) in rings {
-        let ring = LineString::new(coords);
+    for r in rings {
+        let outer = matches!(r, shapefile::PolygonRing::Outer(_));
+        let ring = LineString::new(
+            r.points()
+                .iter()
+                .map(|p| Coord { x: p.x(), y: p.y() })
+                .collect(),
+        );
         if outer || polygons.is_empty() {
             polygons.push(Polygon::new(ring, vec![]));
         } else if let Some(last) = polygons.last_mut() {
