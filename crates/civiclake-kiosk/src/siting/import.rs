@@ -716,27 +716,28 @@ pub fn distances_csv(bytes: &[u8]) -> Result<Vec<(String, String, f64)>, SitingE
 /// Reads demand from a file by its extension: `.csv` (the normalised layout), `.geojson`
 /// or `.json`.
 pub fn demand_file(path: &Path) -> Result<Vec<DemandPoint>, SitingError> {
-    let bytes = read(path)?;
-    let named = |e: SitingError| SitingError::invalid(format!("{}: {e}", path.display()));
-    match extension(path).as_str() {
-        "csv" => demand_csv(&bytes).map_err(named),
-        "geojson" | "json" => demand_geojson(&decode(&bytes)).map_err(named),
-        other => Err(SitingError::invalid(format!(
-            "{}: demand files are .csv or .geojson, not .{other}",
-            path.display()
-        ))),
-    }
+    list_file(path, "demand files", demand_csv, demand_geojson)
 }
 
 /// Reads candidate sites from a file by its extension: `.csv`, `.geojson` or `.json`.
 pub fn sites_file(path: &Path) -> Result<Vec<Site>, SitingError> {
+    list_file(path, "site files", sites_csv, sites_geojson)
+}
+
+/// A list read from a file by its extension with `csv` or `geojson`; errors name the file.
+fn list_file<T>(
+    path: &Path,
+    what: &str,
+    csv: fn(&[u8]) -> Result<Vec<T>, SitingError>,
+    geojson: fn(&str) -> Result<Vec<T>, SitingError>,
+) -> Result<Vec<T>, SitingError> {
     let bytes = read(path)?;
     let named = |e: SitingError| SitingError::invalid(format!("{}: {e}", path.display()));
     match extension(path).as_str() {
-        "csv" => sites_csv(&bytes).map_err(named),
-        "geojson" | "json" => sites_geojson(&decode(&bytes)).map_err(named),
+        "csv" => csv(&bytes).map_err(named),
+        "geojson" | "json" => geojson(&decode(&bytes)).map_err(named),
         other => Err(SitingError::invalid(format!(
-            "{}: site files are .csv or .geojson, not .{other}",
+            "{}: {what} are .csv or .geojson, not .{other}",
             path.display()
         ))),
     }
