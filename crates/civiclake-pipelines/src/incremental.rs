@@ -196,6 +196,32 @@ struct Window {
     cells: Vec<Cell>,
 }
 
+/// A dictionary of a grouping column as last seen, with the ids of its values (NULL_ID: not
+/// looked up yet).
+#[derive(Debug)]
+struct SeenDictionary {
+    offsets: Vec<i32>,
+    bytes: Vec<u8>,
+    ids: Vec<u32>,
+}
+
+impl SeenDictionary {
+    fn of(values: &StringArray) -> Self {
+        Self {
+            offsets: values.value_offsets().to_vec(),
+            bytes: values.value_data().to_vec(),
+            ids: vec![NULL_ID; values.len()],
+        }
+    }
+
+    /// Whether `values` are the same strings in the same order.
+    fn holds(&self, values: &StringArray) -> bool {
+        values.null_count() == 0
+            && values.value_offsets() == self.offsets.as_slice()
+            && values.value_data() == self.bytes.as_slice()
+    }
+}
+
 /// The input type of an aggregate's column, fixed by the first rows seen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Input {
@@ -226,7 +252,11 @@ pub(crate) struct Incremental {
     groups: FastMap<Box<[u32]>, u32>,
     keys: Vec<Box<[u32]>>,
     inputs: Vec<Option<Input>>,
-    windows: BTreeMap<i64, Window>,
+    /// The last dictionary seen of each grouping column and its values' ids.
+    dictionaries: Vec<Option<SeenDictionary>>,
+    /// The open panes by start: a pane is `slide` long and a window is the panes it spans
+    /// (one for a tumbling window), so a row is added once however many windows hold it.
+    panes: BTreeMap<i64, Window>,
     /// Why memory is not used any more.
     off: Option<String>,
     /// Windows emitted from memory.
@@ -245,7 +275,8 @@ impl Incremental {
             groups: FastMap::default(),
             keys: Vec::new(),
             inputs,
-            windows: BTreeMap::new(),
+            dictionaries: Vec::new(),
+            panes: BTreeMap::new(),
             off: None,
             served: 0,
         }
@@ -264,7 +295,8 @@ impl Incremental {
     fn turn_off(&mut self, why: String) {
         tracing::info!(reason = %why, "pipeline windows computed by SQL from now on");
         self.off = Some(why);
-        self.windows = BTreeMap::new();
+        self.panes = BTreeMap::new();
+        self.dictionaries = Vec::new();
         self.packed = FastMap::default();
         self.groups = FastMap::default();
         self.keys = Vec::new();
@@ -276,13 +308,14 @@ impl Incremental {
     pub(crate) fn incomplete_before(&mut self, t: i64) {
         let t = self.threshold.map_or(t, |old| old.max(t));
         self.threshold = Some(t);
-        self.windows = self.windows.split_off(&t);
+        // A window starting at or after `t` is made of panes starting at or after it.
+        self.panes = self.panes.split_off(&t);
     }
 
     /// Something other than appended rows changed the source: what is held is dropped and
     /// windows up to `newest` (the newest event time seen) go back to SQL.
     pub(crate) fn source_changed(&mut self, newest: Option<i64>) {
-        self.windows.clear();
+        self.panes.clear();
         let t = newest.map_or(i64::MIN, |n| n.saturating_add(1));
         self.threshold = Some(self.threshold.map_or(t, |old| old.max(t)));
     }
@@ -297,10 +330,11 @@ impl Incremental {
         id
     }
 
-    /// The value ids of a grouping column, per row.
+    /// The value ids of the `c`-th grouping column, `name`, per row.
     fn column_ids(
         &mut self,
         batch: &RecordBatch,
+        c: usize,
         name: &str,
     ) -> std::result::Result<Vec<u32>, String> {
         let n = batch.num_rows();
@@ -312,20 +346,32 @@ impl Incremental {
             DataType::Dictionary(k, v) if **k == DataType::Int32 && **v == DataType::Utf8 => {
                 let dict = col.as_dictionary::<Int32Type>();
                 let values = dict.values().as_string::<i32>();
-                let mut memo = vec![NULL_ID; values.len()];
+                if self.dictionaries.len() <= c {
+                    self.dictionaries.resize_with(c + 1, || None);
+                }
+                // Writers mostly send the same series each time: a dictionary equal to the
+                // last one (compared as bytes) reuses its ids instead of looking every value
+                // up again.
+                let mut seen = match self.dictionaries[c].take() {
+                    Some(seen) if seen.holds(values) => seen,
+                    _ => SeenDictionary::of(values),
+                };
                 let mut out = Vec::with_capacity(n);
                 for (row, key) in dict.keys().iter().enumerate() {
                     let id = match key {
                         Some(k) if dict.is_valid(row) && values.is_valid(k as usize) => {
                             let k = k as usize;
-                            if memo[k] == NULL_ID {
-                                memo[k] = self.intern(values.value(k));
+                            if seen.ids[k] == NULL_ID {
+                                seen.ids[k] = self.intern(values.value(k));
                             }
-                            memo[k]
+                            seen.ids[k]
                         }
                         _ => NULL_ID,
                     };
                     out.push(id);
+                }
+                if values.null_count() == 0 {
+                    self.dictionaries[c] = Some(seen);
                 }
                 Ok(out)
             }
@@ -406,8 +452,8 @@ impl Incremental {
     ) -> std::result::Result<(), String> {
         let plan = self.plan.clone();
         let mut ids = Vec::with_capacity(plan.groups.len());
-        for g in &plan.groups {
-            ids.push(self.column_ids(batch, g)?);
+        for (c, g) in plan.groups.iter().enumerate() {
+            ids.push(self.column_ids(batch, c, g)?);
         }
         let values: Vec<Values<'_>> = (0..plan.aggs.len())
             .map(|a| self.values(batch, a))
@@ -418,38 +464,46 @@ impl Incremental {
             (Some(a), Some(b)) => a.max(b),
             (a, b) => a.or(b).unwrap_or(i64::MIN),
         };
+        // First the pane and the group of each row kept (None: left out)...
         let mut key = vec![0u32; plan.groups.len()];
+        let mut kept: Vec<(usize, i64, usize)> = Vec::with_capacity(times.len());
         for (row, time) in times.iter().enumerate() {
             let Some(time) = time else { continue };
-            let mut start = crate::runtime::align_down(time, t.slide);
-            if start < floor {
-                // Its windows (this one and the earlier ones) are not kept.
+            let pane = crate::runtime::align_down(time, t.slide);
+            if pane < floor {
+                // Its windows (the one starting with this pane and the earlier ones) are
+                // not kept.
                 continue;
             }
             for (k, col) in key.iter_mut().zip(&ids) {
                 *k = col[row];
             }
-            let gid = self.group(&key);
-            while start > time - t.size && start >= floor {
-                let w = self.windows.entry(start).or_default();
-                if w.rows.len() <= gid {
-                    w.rows.resize(gid + 1, 0);
-                    w.cells.resize((gid + 1) * naggs, Cell::default());
-                }
+            kept.push((row, pane, self.group(&key)));
+        }
+        // ...then the rows into their panes, one pane at a time (a write's rows mostly
+        // share one; the sort is stable, so each pane adds its rows in order).
+        kept.sort_by_key(|(_, pane, _)| *pane);
+        let groups = self.keys.len();
+        for run in kept.chunk_by(|a, b| a.1 == b.1) {
+            let w = self.panes.entry(run[0].1).or_default();
+            if w.rows.len() < groups {
+                w.rows.resize(groups, 0);
+                w.cells.resize(groups * naggs, Cell::default());
+            }
+            for &(row, _, gid) in run {
                 w.rows[gid] += 1;
                 let cells = &mut w.cells[gid * naggs..(gid + 1) * naggs];
                 for (a, (cell, v)) in cells.iter_mut().zip(&values).enumerate() {
                     accumulate(plan.aggs[a].kind, cell, v, row);
                 }
-                start -= t.slide;
             }
         }
-        let cells: usize = self.windows.values().map(|w| w.cells.len()).sum();
+        let cells: usize = self.panes.values().map(|w| w.cells.len()).sum();
         if cells > MAX_CELLS {
             return Err(format!(
-                "more than {MAX_CELLS} accumulators ({} groups, {} open windows)",
+                "more than {MAX_CELLS} accumulators ({} groups, {} open panes)",
                 self.keys.len(),
-                self.windows.len()
+                self.panes.len()
             ));
         }
         Ok(())
@@ -499,15 +553,46 @@ impl Incremental {
             .iter()
             .zip(&self.inputs)
             .any(|(a, i)| !matches!(a.kind, AggKind::Rows | AggKind::Count) && i.is_none());
-        // These windows (and any before them) leave memory whatever computes them.
-        let mut taken = self.windows.split_off(&first);
-        self.windows = taken.split_off(&last.saturating_add(1));
+        // The windows' panes: from the first window's start to the last one's last pane.
+        let span = self
+            .panes
+            .range(first..last.saturating_add(t.size))
+            .filter(|(_, w)| w.rows.iter().any(|n| *n > 0))
+            .count();
+        let windows = if servable && !(untyped && span > 0) {
+            Some(self.windows_of(first, last, t))
+        } else {
+            None
+        };
+        // These windows (and any before them) leave memory whatever computes them; the
+        // panes after `last` stay for the windows after it.
         self.incomplete_before(last.saturating_add(1));
-        if !servable || (untyped && taken.values().any(|w| !w.rows.is_empty())) {
-            return None;
-        }
+        let windows = windows?;
         self.served += ((last - first) / t.slide + 1) as u64;
-        Some(self.build(&taken, t, group_names))
+        Some(self.build(&windows, t, group_names))
+    }
+
+    /// The windows starting in `[first, last]`, each the sum of its panes.
+    fn windows_of(&mut self, first: i64, last: i64, t: &Timing) -> BTreeMap<i64, Window> {
+        if t.size == t.slide {
+            // Tumbling: a window is its one pane.
+            let mut taken = self.panes.split_off(&first);
+            self.panes
+                .append(&mut taken.split_off(&last.saturating_add(1)));
+            return taken;
+        }
+        let kinds: Vec<AggKind> = self.plan.aggs.iter().map(|a| a.kind).collect();
+        let mut windows = BTreeMap::new();
+        let mut start = first;
+        while start <= last {
+            let mut w = Window::default();
+            for (_, pane) in self.panes.range(start..start.saturating_add(t.size)) {
+                merge(&mut w, pane, &kinds);
+            }
+            windows.insert(start, w);
+            start += t.slide;
+        }
+        windows
     }
 
     fn build(
@@ -584,6 +669,64 @@ impl Incremental {
         let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
         crate::sqlgen::to_lake_batch(&batch, group_names).map(Some)
     }
+}
+
+/// Adds `pane`'s groups and accumulators to `into`.
+fn merge(into: &mut Window, pane: &Window, kinds: &[AggKind]) {
+    let naggs = kinds.len();
+    if into.rows.len() < pane.rows.len() {
+        into.rows.resize(pane.rows.len(), 0);
+        into.cells.resize(pane.rows.len() * naggs, Cell::default());
+    }
+    for (g, rows) in pane.rows.iter().enumerate() {
+        if *rows == 0 {
+            continue;
+        }
+        into.rows[g] += rows;
+        let cells = &mut into.cells[g * naggs..(g + 1) * naggs];
+        for ((cell, p), kind) in cells
+            .iter_mut()
+            .zip(&pane.cells[g * naggs..(g + 1) * naggs])
+            .zip(kinds)
+        {
+            combine(*kind, cell, p);
+        }
+    }
+}
+
+/// Adds the accumulator `p` (of other rows) to `cell`, as if its rows had been accumulated.
+fn combine(kind: AggKind, cell: &mut Cell, p: &Cell) {
+    if p.n == 0 {
+        return;
+    }
+    if cell.n == 0 {
+        *cell = *p;
+        return;
+    }
+    match kind {
+        AggKind::Rows | AggKind::Count => {}
+        AggKind::Sum | AggKind::Avg => {
+            cell.f += p.f;
+            cell.i = cell.i.wrapping_add(p.i);
+        }
+        AggKind::Min => {
+            if p.f < cell.f {
+                cell.f = p.f;
+            }
+            if p.i < cell.i {
+                cell.i = p.i;
+            }
+        }
+        AggKind::Max => {
+            if p.f > cell.f {
+                cell.f = p.f;
+            }
+            if p.i > cell.i {
+                cell.i = p.i;
+            }
+        }
+    }
+    cell.n += p.n;
 }
 
 fn accumulate(kind: AggKind, cell: &mut Cell, values: &Values<'_>, row: usize) {
@@ -708,6 +851,53 @@ mod tests {
             .collect();
         out.sort();
         out
+    }
+
+    /// A batch of `(key into ["a", "b", "c"], minute)` rows, with that whole dictionary.
+    fn keyed(rows: &[(i32, i64)]) -> RecordBatch {
+        let keys = arrow::array::Int32Array::from_iter_values(rows.iter().map(|r| r.0));
+        let values = Arc::new(StringArray::from(vec!["a", "b", "c"]));
+        let tags = arrow::array::DictionaryArray::<Int32Type>::try_new(keys, values).unwrap();
+        RecordBatch::try_new(
+            Arc::new(Schema::new(vec![time_column(), tag_column("sensor")])),
+            vec![
+                Arc::new(
+                    TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.1 * MIN))
+                        .with_timezone("UTC"),
+                ),
+                Arc::new(tags),
+            ],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_dictionary_seen_before_keeps_its_ids_and_a_new_one_gets_its_own() {
+        let t = timing(10 * MIN, 10 * MIN);
+        let mut i = Incremental::new(
+            plan("SELECT sensor, count(*) AS n FROM air GROUP BY sensor").unwrap(),
+        );
+        i.incomplete_before(0);
+        // The same dictionary twice (its ids reused), keys in another order...
+        add(&mut i, &keyed(&[(0, 1), (1, 2)]), None, &t);
+        add(&mut i, &keyed(&[(1, 3), (2, 4), (1, 5)]), None, &t);
+        // ...then another dictionary with the same strings elsewhere.
+        add(
+            &mut i,
+            &batch(&[(Some("c"), 6, None, None), (Some("a"), 7, None, None)]),
+            None,
+            &t,
+        );
+        let b = i
+            .take(0, 0, &t, &["sensor".into()])
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let rows: Vec<String> = lines(&b)
+            .iter()
+            .map(|l| l.split(' ').take(2).collect::<Vec<_>>().join(" "))
+            .collect();
+        assert_eq!(rows, ["a 2", "b 3", "c 2"]);
     }
 
     #[test]
