@@ -23,6 +23,7 @@ use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionState;
 use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, cast, col, lit};
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
+use futures::StreamExt;
 use parking_lot::RwLock;
 use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
@@ -31,6 +32,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 mod dml;
+#[cfg(test)]
+mod stream_tests;
 
 /// Limits and tuning of queries.
 #[derive(Debug, Clone)]
@@ -564,35 +567,87 @@ impl QueryEngine {
         scope: &SqlScope,
     ) -> Result<QueryResult> {
         let limit = self.limit_mib();
-        let options = Self::sql_options(scope);
         self.limited(async {
-            let plan = ctx
-                .state()
-                .create_logical_plan(sql)
-                .await
-                .map_err(|e| Error::from_datafusion(e, limit))?;
-            // EXECUTE runs a statement PREPAREd in this session, checked then (a connection's
-            // session over the PostgreSQL protocol; an HTTP session has none).
-            if !matches!(
-                plan,
-                LogicalPlan::Statement(datafusion::logical_expr::Statement::Execute(_))
-            ) {
-                options
-                    .verify_plan(&plan)
-                    .map_err(|e| Error::from_datafusion(e, limit))?;
-            }
-            let mut df = ctx
-                .execute_logical_plan(plan)
-                .await
-                .map_err(|e| Error::from_datafusion(e, limit))?;
-            if let Some(params) = params {
-                df = df
-                    .with_param_values(params)
-                    .map_err(|e| Error::from_datafusion(e, limit))?;
-            }
+            let df = Self::planned(ctx, sql, params, scope, limit).await?;
             collect(df, limit).await
         })
         .await
+    }
+
+    /// Like [`Self::sql_in`], with the rows as a stream, sent while the rest are computed
+    /// (Flight SQL's `DoGet`): the same checks and memory limit, and the time limit runs on
+    /// until the last batch (past it the stream ends with [`Error::Timeout`]).
+    pub async fn stream_in(
+        &self,
+        ctx: &SessionContext,
+        sql: &str,
+        params: Option<ParamValues>,
+        scope: &SqlScope,
+    ) -> Result<(SchemaRef, BatchStream)> {
+        let limit = self.limit_mib();
+        let timeout = self.config.timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let planned = tokio::time::timeout_at(deadline, async {
+            let df = Self::planned(ctx, sql, params, scope, limit).await?;
+            let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+            let stream = df
+                .execute_stream()
+                .await
+                .map_err(|e| Error::from_datafusion(e, limit))?;
+            Ok::<_, Error>((schema, stream))
+        })
+        .await;
+        let (schema, stream) = match planned {
+            Ok(planned) => planned?,
+            Err(_) => return Err(Error::Timeout(timeout)),
+        };
+        let sleep = Box::pin(tokio::time::sleep_until(deadline));
+        let rows = futures::stream::unfold(Some((stream, sleep)), move |state| async move {
+            let (mut stream, mut sleep) = state?;
+            tokio::select! {
+                item = stream.next() => item.map(|item| {
+                    (item.map_err(|e| Error::from_datafusion(e, limit)), Some((stream, sleep)))
+                }),
+                _ = &mut sleep => Some((Err(Error::Timeout(timeout)), None)),
+            }
+        });
+        Ok((schema, Box::pin(rows)))
+    }
+
+    /// `sql` planned in `ctx` as `scope` may, with `params` bound.
+    async fn planned(
+        ctx: &SessionContext,
+        sql: &str,
+        params: Option<ParamValues>,
+        scope: &SqlScope,
+        limit: usize,
+    ) -> Result<datafusion::dataframe::DataFrame> {
+        let options = Self::sql_options(scope);
+        let plan = ctx
+            .state()
+            .create_logical_plan(sql)
+            .await
+            .map_err(|e| Error::from_datafusion(e, limit))?;
+        // EXECUTE runs a statement PREPAREd in this session, checked then (a connection's
+        // session over the PostgreSQL protocol; an HTTP session has none).
+        if !matches!(
+            plan,
+            LogicalPlan::Statement(datafusion::logical_expr::Statement::Execute(_))
+        ) {
+            options
+                .verify_plan(&plan)
+                .map_err(|e| Error::from_datafusion(e, limit))?;
+        }
+        let mut df = ctx
+            .execute_logical_plan(plan)
+            .await
+            .map_err(|e| Error::from_datafusion(e, limit))?;
+        if let Some(params) = params {
+            df = df
+                .with_param_values(params)
+                .map_err(|e| Error::from_datafusion(e, limit))?;
+        }
+        Ok(df)
     }
 
     /// The schema of `sql`'s result and the types of its `$1`, `$2`... parameters (in
@@ -656,6 +711,9 @@ impl QueryEngine {
         }
     }
 }
+
+/// Rows as they are computed (see [`QueryEngine::stream_in`]).
+pub type BatchStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<RecordBatch>> + Send>>;
 
 /// The catalog of HTTP sessions.
 const DEFAULT_CATALOG: &str = "datafusion";

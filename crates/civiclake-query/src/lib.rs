@@ -23,7 +23,7 @@ mod rollup;
 mod timeseries;
 
 pub use engine::{
-    ColumnMask, QueryConfig, QueryEngine, QueryResult, SqlScope, TableFilter, ViewDef,
+    BatchStream, ColumnMask, QueryConfig, QueryEngine, QueryResult, SqlScope, TableFilter, ViewDef,
 };
 pub use error::{Error, Result};
 pub use latest::LatestCache;

@@ -32,7 +32,7 @@ use datafusion::arrow::ipc::writer::IpcWriteOptions;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::prelude::SessionContext;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use prost::Message;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -125,9 +125,17 @@ fn sql_info() -> &'static SqlInfoData {
     })
 }
 
-/// Rows as a Flight data stream with `schema` (the same as the flight info's).
+/// `batches` as a Flight data stream with `schema` (the same as the flight info's).
 fn stream(schema: SchemaRef, batches: Vec<RecordBatch>) -> Response<DoGetStream> {
-    let batches = futures::stream::iter(batches.into_iter().map(Ok::<_, FlightError>));
+    stream_rows(schema, futures::stream::iter(batches.into_iter().map(Ok)))
+}
+
+/// Rows as a Flight data stream with `schema` (the same as the flight info's).
+fn stream_rows(
+    schema: SchemaRef,
+    batches: impl futures::Stream<Item = Result<RecordBatch, Status>> + Send + 'static,
+) -> Response<DoGetStream> {
+    let batches = batches.map_err(|e| FlightError::Tonic(Box::new(e)));
     // Tags stay dictionary-encoded on the wire (each batch with its dictionary): a fetch of
     // tags is then as small as over HTTP, and nothing casts them to strings first.
     let flight = FlightDataEncoderBuilder::new()
@@ -156,23 +164,28 @@ fn flat(schema: &Schema) -> Schema {
 fn conform(batches: Vec<RecordBatch>, schema: &SchemaRef) -> Result<Vec<RecordBatch>, Status> {
     batches
         .into_iter()
-        .map(|b| {
-            if b.num_columns() != schema.fields().len() {
-                return Err(Status::internal(
-                    "the result does not have the planned columns",
-                ));
-            }
-            let columns = b
-                .columns()
-                .iter()
-                .zip(schema.fields())
-                .map(|(c, f)| datafusion::arrow::compute::cast(c, f.data_type()))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| Status::internal(e.to_string()))?;
-            RecordBatch::try_new(schema.clone(), columns)
-                .map_err(|e| Status::internal(e.to_string()))
-        })
+        .map(|b| conform_batch(b, schema))
         .collect()
+}
+
+/// `b` in `schema` (its columns cast to its types).
+fn conform_batch(b: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, Status> {
+    if b.num_columns() != schema.fields().len() {
+        return Err(Status::internal(
+            "the result does not have the planned columns",
+        ));
+    }
+    if b.schema() == *schema {
+        return Ok(b);
+    }
+    let columns = b
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(c, f)| datafusion::arrow::compute::cast(c, f.data_type()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Status::internal(e.to_string()))?;
+    RecordBatch::try_new(schema.clone(), columns).map_err(|e| Status::internal(e.to_string()))
 }
 
 fn info(
@@ -311,17 +324,31 @@ impl FlightSql {
             .trim_start()
             .get(..6)
             .is_some_and(|w| w.eq_ignore_ascii_case("delete"));
-        let result = if is_delete && params.is_none() && scope.allows_deletes() {
+        if is_delete && params.is_none() && scope.allows_deletes() {
             // An administrator's erasure: the engine's DELETE (buffer and files at once).
-            self.engine.sql_as(sql, scope).await
-        } else {
-            let ctx = self.session(scope)?;
-            self.engine.sql_in(&ctx, sql, params, scope).await
+            let result = self
+                .engine
+                .sql_as(sql, scope)
+                .await
+                .map_err(|e| status(&e))?;
+            let schema = Arc::new(flat(&result.schema));
+            let batches = conform(result.batches, &schema)?;
+            return Ok(stream(schema, batches));
         }
-        .map_err(|e| status(&e))?;
-        let schema = Arc::new(planned.unwrap_or_else(|| flat(&result.schema)));
-        let batches = conform(result.batches, &schema)?;
-        Ok(stream(schema, batches))
+        // The rows go out as they are computed.
+        let ctx = self.session(scope)?;
+        let (result_schema, rows) = self
+            .engine
+            .stream_in(&ctx, sql, params, scope)
+            .await
+            .map_err(|e| status(&e))?;
+        let schema = Arc::new(planned.unwrap_or_else(|| flat(&result_schema)));
+        let conformed = schema.clone();
+        let rows = rows.map(move |b| {
+            b.map_err(|e| status(&e))
+                .and_then(|b| conform_batch(b, &conformed))
+        });
+        Ok(stream_rows(schema, rows))
     }
 
     /// The tables (and views) the scope sees, with their schemas.
