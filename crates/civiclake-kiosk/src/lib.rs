@@ -10,6 +10,7 @@
 //! results as the kiosk module's tables, through the module's [`civiclake_core::Platform`].
 
 pub mod demo;
+pub mod fleet;
 mod service;
 pub mod siting;
 
