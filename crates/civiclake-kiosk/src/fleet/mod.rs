@@ -5,6 +5,7 @@
 
 pub mod availability;
 pub mod liveness;
+pub mod payment;
 pub mod registry;
 pub mod transaction;
 
