@@ -115,10 +115,14 @@ impl Part for Wire {
                 .await
                 .map_err(|e| e.to_string())?;
                 let mut client = FlightSqlServiceClient::new(channel);
+                let t_info = Instant::now();
                 let info = client
                     .execute(SQL.into(), None)
                     .await
                     .map_err(|e| e.to_string())?;
+                if std::env::var_os("WIRE_DEBUG").is_some() {
+                    eprintln!("GetFlightInfo {:?}", t_info.elapsed());
+                }
                 let mut n = 0;
                 for endpoint in info.endpoint {
                     let ticket = endpoint.ticket.ok_or("no ticket")?;

@@ -17,6 +17,7 @@ mod mqtt;
 mod platform;
 pub mod selfmetrics;
 
+use axum::serve::ListenerExt as _;
 use civiclake_api::{ApiConfig, ApiMetrics, AppState, Auth};
 use civiclake_auth::AuthStore;
 use civiclake_core::{ModuleRegistry, Platform, PlatformError, TopicRouter, events_schema};
@@ -491,6 +492,13 @@ impl Server {
         let (shutdown, rx) = watch::channel(false);
         let mut http_rx = rx.clone();
         let http = tokio::spawn(async move {
+            // TCP_NODELAY: the last small segment of an answer goes out at once instead of
+            // waiting for the client's delayed ACK (up to 40 ms on Linux).
+            let listener = listener.tap_io(|tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::debug!(error = %e, "TCP_NODELAY not set");
+                }
+            });
             axum::serve(listener, app)
                 .with_graceful_shutdown(async move {
                     let _ = http_rx.wait_for(|stop| *stop).await;
