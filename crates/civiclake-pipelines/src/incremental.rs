@@ -37,6 +37,8 @@ type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// The id of a NULL grouping value.
 const NULL_ID: u32 = u32::MAX;
+/// Dictionaries remembered per grouping column (see [`SeenDictionary`]).
+const RECENT_DICTIONARIES: usize = 32;
 /// At most this many accumulators (groups × aggregates × open windows); beyond it, SQL.
 pub(crate) const MAX_CELLS: usize = 20_000_000;
 
@@ -217,6 +219,7 @@ impl SeenDictionary {
     /// Whether `values` are the same strings in the same order.
     fn holds(&self, values: &StringArray) -> bool {
         values.null_count() == 0
+            && values.value_data().len() == self.bytes.len()
             && values.value_offsets() == self.offsets.as_slice()
             && values.value_data() == self.bytes.as_slice()
     }
@@ -252,8 +255,9 @@ pub(crate) struct Incremental {
     groups: FastMap<Box<[u32]>, u32>,
     keys: Vec<Box<[u32]>>,
     inputs: Vec<Option<Input>>,
-    /// The last dictionary seen of each grouping column and its values' ids.
-    dictionaries: Vec<Option<SeenDictionary>>,
+    /// The last dictionaries seen of each grouping column (most recent first) with their
+    /// values' ids.
+    dictionaries: Vec<Vec<SeenDictionary>>,
     /// The open panes by start: a pane is `slide` long and a window is the panes it spans
     /// (one for a tumbling window), so a row is added once however many windows hold it.
     panes: BTreeMap<i64, Window>,
@@ -347,14 +351,15 @@ impl Incremental {
                 let dict = col.as_dictionary::<Int32Type>();
                 let values = dict.values().as_string::<i32>();
                 if self.dictionaries.len() <= c {
-                    self.dictionaries.resize_with(c + 1, || None);
+                    self.dictionaries.resize_with(c + 1, Vec::new);
                 }
-                // Writers mostly send the same series each time: a dictionary equal to the
-                // last one (compared as bytes) reuses its ids instead of looking every value
-                // up again.
-                let mut seen = match self.dictionaries[c].take() {
-                    Some(seen) if seen.holds(values) => seen,
-                    _ => SeenDictionary::of(values),
+                // Writers mostly send the same series each time (a gateway its sensors): a
+                // dictionary equal to one of the last ones (compared as bytes) reuses its
+                // ids instead of looking every value up again.
+                let recent = &mut self.dictionaries[c];
+                let mut seen = match recent.iter().position(|d| d.holds(values)) {
+                    Some(i) => recent.remove(i),
+                    None => SeenDictionary::of(values),
                 };
                 let mut out = Vec::with_capacity(n);
                 for (row, key) in dict.keys().iter().enumerate() {
@@ -371,7 +376,9 @@ impl Incremental {
                     out.push(id);
                 }
                 if values.null_count() == 0 {
-                    self.dictionaries[c] = Some(seen);
+                    let recent = &mut self.dictionaries[c];
+                    recent.truncate(RECENT_DICTIONARIES - 1);
+                    recent.insert(0, seen);
                 }
                 Ok(out)
             }
@@ -888,6 +895,9 @@ mod tests {
             None,
             &t,
         );
+        // ...and the first one again, remembered behind it.
+        add(&mut i, &keyed(&[(2, 8)]), None, &t);
+        assert_eq!(i.dictionaries[0].len(), 2);
         let b = i
             .take(0, 0, &t, &["sensor".into()])
             .unwrap()
@@ -897,7 +907,7 @@ mod tests {
             .iter()
             .map(|l| l.split(' ').take(2).collect::<Vec<_>>().join(" "))
             .collect();
-        assert_eq!(rows, ["a 2", "b 3", "c 2"]);
+        assert_eq!(rows, ["a 2", "b 3", "c 3"]);
     }
 
     #[test]
