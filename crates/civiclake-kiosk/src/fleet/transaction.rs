@@ -133,7 +133,7 @@ impl Transaction {
                 format!("'{}' is not in the service catalog", self.service),
             ));
         };
-        if !offered.iter().any(|s| *s == self.service) {
+        if !offered.contains(&self.service) {
             return Err(FleetError::field(
                 "service",
                 format!("kiosk {kiosk} does not offer '{}'", self.service),
