@@ -136,6 +136,8 @@ struct Live {
     /// Offline since (None: online).
     offline_since: Option<i64>,
     peripherals: BTreeMap<PeripheralKind, PeripheralStatus>,
+    /// Beats are awaited from here at the earliest (the server's restart).
+    watch_from: i64,
 }
 
 /// The liveness of every kiosk, from their beats and the clock.
@@ -197,6 +199,7 @@ impl Tracker {
                     last_beat: beat.time,
                     offline_since: None,
                     peripherals: BTreeMap::new(),
+                    watch_from: 0,
                 })
             }
         };
@@ -221,8 +224,9 @@ impl Tracker {
         let k = i64::from(self.config.missed_beats.max(1));
         let mut changes = Vec::new();
         for (kiosk, live) in &mut self.kiosks {
-            if live.offline_since.is_none() && now >= live.last_beat + k * interval {
-                let at = live.last_beat + interval;
+            let from = live.last_beat.max(live.watch_from);
+            if live.offline_since.is_none() && now >= from + k * interval {
+                let at = from + interval;
                 live.offline_since = Some(at);
                 changes.push(Change::Offline {
                     kiosk: kiosk.clone(),
@@ -236,6 +240,15 @@ impl Tracker {
         changes
     }
 
+    /// After a restart of the server at `now`: the kiosks online when it stopped are
+    /// offline only if they miss K beats from `now` (the server's own downtime is not the
+    /// kiosks').
+    pub fn restart(&mut self, now: i64) {
+        for live in self.kiosks.values_mut() {
+            live.watch_from = live.watch_from.max(now);
+        }
+    }
+
     /// Replays a stored change (rebuilding the state at start).
     pub fn replay(&mut self, change: &Change) {
         match change {
@@ -244,6 +257,7 @@ impl Tracker {
                     last_beat: *at,
                     offline_since: None,
                     peripherals: BTreeMap::new(),
+                    watch_from: 0,
                 });
                 live.last_beat = live.last_beat.max(*at);
                 live.offline_since = None;
@@ -258,6 +272,7 @@ impl Tracker {
                     last_beat: *last_beat,
                     offline_since: None,
                     peripherals: BTreeMap::new(),
+                    watch_from: 0,
                 });
                 live.offline_since = Some(*at);
             }
@@ -272,6 +287,7 @@ impl Tracker {
                     last_beat: *at,
                     offline_since: None,
                     peripherals: BTreeMap::new(),
+                    watch_from: 0,
                 });
                 live.peripherals.insert(*peripheral, *to);
             }

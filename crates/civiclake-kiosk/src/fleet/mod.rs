@@ -4,10 +4,19 @@
 //! keeps them as events and tables.
 
 pub mod availability;
+pub mod demo;
 pub mod liveness;
 pub mod payment;
 pub mod registry;
+mod service;
+pub mod tables;
 pub mod transaction;
+
+pub use service::{
+    BUS_SOURCE, CATALOG_STREAM, Collection, Fleet, FleetConfig, FleetInbox, FleetServiceError,
+    FleetStats, HEARTBEAT_FILTER, KioskView, Recorded, TRANSACTION_FILTER, Via, bus_schemas,
+    bus_type, day_of, event, kiosk_stream, month_of,
+};
 
 #[cfg(test)]
 mod tests;

@@ -56,6 +56,19 @@ pub enum ServiceKind {
     Information,
 }
 
+impl ServiceKind {
+    /// Its name in tables.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceKind::Payment => "payment",
+            ServiceKind::Certificate => "certificate",
+            ServiceKind::Scan => "scan",
+            ServiceKind::VideoCall => "video_call",
+            ServiceKind::Information => "information",
+        }
+    }
+}
+
 /// A service of the catalog: data, not code, so a new service is a new entry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
