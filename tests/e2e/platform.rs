@@ -76,6 +76,7 @@ pub(crate) fn config(dir: &Path) -> Config {
         retention_interval: std::time::Duration::from_secs(3600),
         demo: false,
         metrics_sample_interval: None,
+        kiosk_liveness: civiclake_kiosk::fleet::liveness::LivenessConfig::default(),
         pg_addr: None,
         pg_tls: None,
         flight_addr: None,

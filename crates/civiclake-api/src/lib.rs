@@ -59,6 +59,8 @@ pub struct AppState {
     pub pipelines: Option<civiclake_pipelines::Pipelines>,
     /// The kiosk module's siting optimiser (None: `/api/v1/kiosk/...` answers 503).
     pub kiosk: Option<civiclake_kiosk::Siting>,
+    /// The kiosk fleet (None: `/api/v1/kiosk/kiosks...` answers 503).
+    pub fleet: Option<civiclake_kiosk::fleet::Fleet>,
 }
 
 /// Settings of the HTTP layer.

@@ -310,6 +310,28 @@ pub struct MetricsSettings {
     pub sample_interval: Option<HumanDuration>,
 }
 
+/// The kiosk fleet: when a kiosk counts as offline.
+#[derive(Debug, Clone, Default, Args, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KioskSettings {
+    /// How often kiosks send a heartbeat on `devices/kiosk/{id}/heartbeat`.
+    #[arg(
+        long = "kiosk-heartbeat-interval",
+        env = "CIVICLAKE_KIOSK__HEARTBEAT_INTERVAL",
+        value_name = "DURATION"
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub heartbeat_interval: Option<HumanDuration>,
+    /// Beats a kiosk may miss before it is offline (K).
+    #[arg(
+        long = "kiosk-missed-beats",
+        env = "CIVICLAKE_KIOSK__MISSED_BEATS",
+        value_name = "K"
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub missed_beats: Option<u32>,
+}
+
 /// When writers are slowed down (HTTP 503 with Retry-After; MQTT and Kafka pause).
 #[derive(Debug, Clone, Default, Args, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -541,6 +563,9 @@ pub struct ServeSettings {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub metrics: MetricsSettings,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub kiosk: KioskSettings,
 }
 
 /// `civiclake serve` arguments: a config file and the settings.
@@ -599,6 +624,8 @@ pub struct Config {
     pub demo: bool,
     /// How often metrics are sampled into `_metrics`; `None`: never.
     pub metrics_sample_interval: Option<Duration>,
+    /// When a kiosk is offline.
+    pub kiosk_liveness: civiclake_kiosk::fleet::liveness::LivenessConfig,
     /// The PostgreSQL protocol endpoint, when on.
     pub pg_addr: Option<SocketAddr>,
     /// Its TLS certificate chain and key (PEM), when configured.
@@ -680,6 +707,10 @@ pub fn defaults() -> ServeSettings {
         metrics: MetricsSettings {
             sample_interval: Some(HumanDuration(Duration::from_secs(10))),
         },
+        kiosk: KioskSettings {
+            heartbeat_interval: Some(HumanDuration(Duration::from_secs(30))),
+            missed_beats: Some(3),
+        },
     }
 }
 
@@ -743,6 +774,16 @@ impl ServeArgs {
         if lake.row_group_rows == 0 || lake.flush_max_rows == 0 {
             return Err(ConfigError(
                 "parquet.row_group_rows and flush.max_rows must be positive".into(),
+            ));
+        }
+        let beat = s.kiosk.heartbeat_interval.ok_or_else(missing)?.0;
+        let kiosk_liveness = civiclake_kiosk::fleet::liveness::LivenessConfig {
+            interval_secs: u32::try_from(beat.as_secs()).unwrap_or(u32::MAX),
+            missed_beats: s.kiosk.missed_beats.ok_or_else(missing)?,
+        };
+        if beat.as_secs() == 0 || beat.subsec_nanos() != 0 || kiosk_liveness.missed_beats == 0 {
+            return Err(ConfigError(
+                "kiosk.heartbeat_interval must be a whole number of seconds (at least 1s) and kiosk.missed_beats at least 1".into(),
             ));
         }
         if !(1..=22).contains(&lake.zstd_level) {
@@ -866,6 +907,7 @@ impl ServeArgs {
             demo: s.demo.ok_or_else(missing)?,
             metrics_sample_interval: Some(s.metrics.sample_interval.ok_or_else(missing)?.0)
                 .filter(|d| !d.is_zero()),
+            kiosk_liveness,
             sql_addrs_from_demo: demo && s.pg_addr.is_none() && s.flight_addr.is_none(),
             pg_addr,
             pg_tls,

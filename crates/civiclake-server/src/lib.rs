@@ -68,6 +68,8 @@ pub enum Error {
     #[error("pipelines: {0}")]
     Pipelines(#[from] civiclake_pipelines::Error),
     /// A Kafka source cannot start.
+    #[error("kiosk fleet: {0}")]
+    KioskFleet(#[from] civiclake_kiosk::fleet::FleetServiceError),
     #[error("Kafka source: {0}")]
     Kafka(#[from] kafka::KafkaError),
     /// An external MQTT source cannot start.
@@ -169,6 +171,49 @@ impl civiclake_pipelines::EventPublisher for AlertBus {
             .map(|_| ())
             .map_err(|e| e.to_string())
     }
+}
+
+/// Starts the kiosk fleet: its tables and views, the schemas of its bus events, its state
+/// replayed from `kiosk_events`.
+async fn start_fleet(
+    platform: Arc<dyn Platform>,
+    lake: &Arc<Lake>,
+    engine: &QueryEngine,
+    bus: Option<&civiclake_bus::Bus>,
+    liveness: civiclake_kiosk::fleet::liveness::LivenessConfig,
+) -> Result<
+    (
+        civiclake_kiosk::fleet::Fleet,
+        civiclake_kiosk::fleet::FleetInbox,
+    ),
+    Error,
+> {
+    use civiclake_kiosk::fleet;
+    for (name, schema) in fleet::tables::tables() {
+        lake.ensure_table(name, &schema)?;
+    }
+    for view in fleet::tables::views() {
+        engine.register_view(
+            view.name,
+            civiclake_query::ViewDef {
+                sql: view.sql,
+                tables: view.tables.iter().map(|t| t.to_string()).collect(),
+                description: view.description.to_string(),
+            },
+        )?;
+    }
+    if let Some(bus) = bus {
+        for (ty, schema) in fleet::bus_schemas() {
+            if bus.with_registry(|r| r.latest(ty).is_none()) {
+                bus.register_schema("civiclake", ty, schema).await?;
+            }
+        }
+    }
+    let config = fleet::FleetConfig {
+        liveness,
+        ..fleet::FleetConfig::default()
+    };
+    Ok(fleet::Fleet::start(platform, config).await?)
 }
 
 /// The module whose events table keeps the bus catalog.
@@ -442,9 +487,9 @@ impl Server {
             layers = dashboards.geo.names().count(),
             "dashboards loaded"
         );
-        // The kiosk module's siting optimiser: its maps are drawn over the dashboards'
-        // boundary layers.
-        let kiosk = match module_events.get(KIOSK_MODULE) {
+        // The kiosk module: its fleet (registry, heartbeats, transactions) and its siting
+        // optimiser, whose maps are drawn over the dashboards' boundary layers.
+        let (kiosk, fleet, fleet_inbox) = match module_events.get(KIOSK_MODULE) {
             Some(events) => {
                 let platform: Arc<dyn Platform> = Arc::new(ModulePlatform {
                     events: events.clone(),
@@ -454,12 +499,21 @@ impl Server {
                     modules: modules.clone(),
                     bus: bus_cell.clone(),
                 });
-                Some(civiclake_kiosk::Siting::new(
-                    platform,
+                let (fleet, inbox) = start_fleet(
+                    platform.clone(),
+                    &lake,
+                    &engine,
+                    bus.as_ref(),
+                    config.kiosk_liveness,
+                )
+                .await?;
+                let siting = civiclake_kiosk::Siting::new(
+                    platform.clone(),
                     civiclake_kiosk::demo::layers(&dashboards.geo),
-                ))
+                );
+                (Some(siting), Some((fleet, platform)), Some(inbox))
             }
-            None => None,
+            None => (None, None, None),
         };
         let state = AppState {
             auth,
@@ -472,6 +526,7 @@ impl Server {
             bus: bus.clone(),
             pipelines: Some(pipelines.clone()),
             kiosk: kiosk.clone(),
+            fleet: fleet.as_ref().map(|(f, _)| f.clone()),
         };
         let app = civiclake_api::router(
             state.clone(),
@@ -561,6 +616,9 @@ impl Server {
         if let Some(interval) = config.metrics_sample_interval {
             samplers.push(tokio::spawn(selfmetrics::run(state, interval, rx.clone())));
         }
+        if let (Some((fleet, _)), Some(inbox)) = (&fleet, fleet_inbox) {
+            samplers.push(tokio::spawn(fleet.clone().run(inbox, rx.clone())));
+        }
         if config.demo {
             samplers.push(tokio::spawn(demo::run(
                 lake.clone(),
@@ -570,15 +628,32 @@ impl Server {
             if let Some(bus) = &bus {
                 samplers.push(tokio::spawn(demo_bus::run(bus.clone(), rx.clone())));
             }
-            if let Some(siting) = kiosk {
+            if let Some((fleet, platform)) = &fleet {
+                let (fleet, platform) = (fleet.clone(), platform.clone());
+                let interval =
+                    std::time::Duration::from_secs(u64::from(config.kiosk_liveness.interval_secs));
+                let stop = rx.clone();
+                let siting = kiosk.clone();
                 samplers.push(tokio::spawn(async move {
-                    match civiclake_kiosk::demo::seed(&siting).await {
-                        Ok(Some(plan)) => {
-                            tracing::info!(plan, "demo kiosk plan computed: /kiosk/plan")
-                        }
+                    // The fleet's year first: the siting plan reads the kiosks' use.
+                    match civiclake_kiosk::fleet::demo::seed(&fleet).await {
+                        Ok(Some(n)) => tracing::info!(
+                            transactions = n,
+                            "demo kiosk fleet: 17 kiosks and a year of transactions"
+                        ),
                         Ok(None) => {}
-                        Err(e) => tracing::warn!(error = %e, "the demo kiosk plan failed"),
+                        Err(e) => tracing::warn!(error = %e, "the demo kiosk fleet failed"),
                     }
+                    if let Some(siting) = siting {
+                        match civiclake_kiosk::demo::seed(&siting).await {
+                            Ok(Some(plan)) => {
+                                tracing::info!(plan, "demo kiosk plan computed: /kiosk/plan")
+                            }
+                            Ok(None) => {}
+                            Err(e) => tracing::warn!(error = %e, "the demo kiosk plan failed"),
+                        }
+                    }
+                    civiclake_kiosk::fleet::demo::live(platform, interval, stop).await;
                 }));
             }
         }

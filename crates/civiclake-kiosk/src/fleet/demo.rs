@@ -304,8 +304,18 @@ pub fn history(
         // The printer runs out of paper now and then; the card reader loses its link.
         let mut faults = Vec::new();
         for (kind, status, per_month, hours) in [
-            (PeripheralKind::Printer, PeripheralStatus::NotReady, 3.0, 4.0),
-            (PeripheralKind::CardReader, PeripheralStatus::Disconnected, 0.7, 1.5),
+            (
+                PeripheralKind::Printer,
+                PeripheralStatus::NotReady,
+                3.0,
+                4.0,
+            ),
+            (
+                PeripheralKind::CardReader,
+                PeripheralStatus::Disconnected,
+                0.7,
+                1.5,
+            ),
         ] {
             let mut t = start + rng.exp(30.0 * DAY as f64 / per_month) as i64;
             while t < now - 4 * DAY {
@@ -432,7 +442,11 @@ pub async fn seed(fleet: &Fleet) -> Result<Option<usize>, FleetServiceError> {
 /// The live demo: every interval a heartbeat from each kiosk (a printer out of paper now
 /// and then), and a transaction at a random kiosk every few seconds, published on
 /// `devices/kiosk/{id}/...` like real kiosks over MQTT.
-pub async fn live(platform: Arc<dyn Platform>, interval: Duration, mut stop: watch::Receiver<bool>) {
+pub async fn live(
+    platform: Arc<dyn Platform>,
+    interval: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
     let kiosks = kiosks();
     let mut rng = Rng::new(chrono::Utc::now().timestamp_micros() as u64);
     let mut printer_out: BTreeMap<String, u32> = BTreeMap::new();
@@ -441,7 +455,7 @@ pub async fn live(platform: Arc<dyn Platform>, interval: Duration, mut stop: wat
     let tx_every = Duration::from_secs(4);
     loop {
         tokio::select! {
-            _ = stop.wait_for(|s| *s) => return,
+            _ = async { let _ = stop.wait_for(|s| *s).await; } => return,
             _ = tokio::time::sleep(tx_every) => {}
         }
         let now = chrono::Utc::now().timestamp_micros();

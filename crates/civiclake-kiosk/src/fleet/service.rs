@@ -334,7 +334,8 @@ fn internal(what: &str) -> impl Fn(String) -> FleetServiceError + '_ {
 fn ints(batches: &[RecordBatch]) -> Result<Vec<Option<i64>>> {
     let mut out = Vec::new();
     for b in batches {
-        let col = cast(b.column(0), &DataType::Int64).map_err(|e| internal("query")(e.to_string()))?;
+        let col =
+            cast(b.column(0), &DataType::Int64).map_err(|e| internal("query")(e.to_string()))?;
         let col = col.as_primitive::<Int64Type>();
         out.extend((0..col.len()).map(|i| (!col.is_null(i)).then(|| col.value(i))));
     }
@@ -345,7 +346,8 @@ fn ints(batches: &[RecordBatch]) -> Result<Vec<Option<i64>>> {
 fn strings(batches: &[RecordBatch], i: usize) -> Result<Vec<String>> {
     let mut out = Vec::new();
     for b in batches {
-        let col = cast(b.column(i), &DataType::Utf8).map_err(|e| internal("query")(e.to_string()))?;
+        let col =
+            cast(b.column(i), &DataType::Utf8).map_err(|e| internal("query")(e.to_string()))?;
         let col = col.as_string::<i32>();
         out.extend((0..col.len()).map(|r| col.value(r).to_string()));
     }
@@ -493,7 +495,7 @@ impl Fleet {
                         tracing::warn!(error = %e, "kiosk fleet: the clock's work failed; retried at the next tick");
                     }
                 }
-                _ = shutdown.wait_for(|stop| *stop) => break,
+                _ = async { let _ = shutdown.wait_for(|stop| *stop).await; } => break,
             }
         }
         if let Err(e) = self.flush_minutes(i64::MAX).await {
@@ -529,7 +531,9 @@ impl Fleet {
                 .await
                 .map(|_| ())
         } else {
-            self.transaction(&kiosk, &payload, Via::Mqtt).await.map(|_| ())
+            self.transaction(&kiosk, &payload, Via::Mqtt)
+                .await
+                .map(|_| ())
         };
         match result {
             Ok(()) | Err(FleetServiceError::Invalid(_)) => {}
@@ -616,7 +620,10 @@ impl Fleet {
         self.inner.stats.heartbeats.fetch_add(1, Ordering::Relaxed);
         let faults = beat.peripherals.values().filter(|s| s.is_fault()).count() as i64;
         let minute = beat.time.div_euclid(MINUTE) * MINUTE;
-        let m = state.minutes.entry((minute, kiosk.to_string())).or_default();
+        let m = state
+            .minutes
+            .entry((minute, kiosk.to_string()))
+            .or_default();
         m.beats += 1;
         m.faults = faults;
         if beat.software_version.is_some() {
@@ -767,7 +774,9 @@ impl Fleet {
             }
         }
         let batch = rows.finish().map_err(internal("heartbeat rows"))?;
-        self.platform().write_rows(tables::HEARTBEATS, batch).await?;
+        self.platform()
+            .write_rows(tables::HEARTBEATS, batch)
+            .await?;
         for key in &due {
             state.minutes.remove(key);
         }
@@ -842,7 +851,10 @@ impl Fleet {
         }
         self.store_transactions(&[checked], via).await?;
         state.seen.insert((kiosk.to_string(), id.clone()));
-        self.inner.stats.transactions.fetch_add(1, Ordering::Relaxed);
+        self.inner
+            .stats
+            .transactions
+            .fetch_add(1, Ordering::Relaxed);
         Ok(Recorded {
             kiosk: kiosk.into(),
             transaction_id: id,
@@ -1062,7 +1074,12 @@ impl Fleet {
             .append(
                 &mut state,
                 CATALOG_STREAM,
-                vec![NewEvent::new(event::SERVICE_DEFINED, 1, actor, json!(service))],
+                vec![NewEvent::new(
+                    event::SERVICE_DEFINED,
+                    1,
+                    actor,
+                    json!(service),
+                )],
             )
             .await?;
         for e in &stored {
@@ -1073,7 +1090,14 @@ impl Fleet {
 
     /// The catalog of services.
     pub async fn catalog(&self) -> Vec<Service> {
-        self.inner.state.lock().await.catalog.values().cloned().collect()
+        self.inner
+            .state
+            .lock()
+            .await
+            .catalog
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// The kiosks (retired ones too), by id.
@@ -1131,13 +1155,16 @@ impl Fleet {
                 })?;
             let ok = !c.channel.is_empty()
                 && c.channel.len() <= 64
-                && c.channel
-                    .chars()
-                    .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-' || ch == '_');
+                && c.channel.chars().all(|ch| {
+                    ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-' || ch == '_'
+                });
             if !ok {
                 return Err(FleetError::field(
                     &field("channel"),
-                    format!("'{}' is not a channel name: lowercase letters, digits, '-' or '_'", c.channel),
+                    format!(
+                        "'{}' is not a channel name: lowercase letters, digits, '-' or '_'",
+                        c.channel
+                    ),
                 )
                 .into());
             }
@@ -1163,7 +1190,10 @@ impl Fleet {
             return Ok(0);
         }
         let batch = out.finish().map_err(internal("collection rows"))?;
-        Ok(self.platform().write_rows(tables::COLLECTIONS, batch).await?)
+        Ok(self
+            .platform()
+            .write_rows(tables::COLLECTIONS, batch)
+            .await?)
     }
 
     /// Stores a history at once (the demo's year): kiosks registered at `registered_at`,
@@ -1205,7 +1235,9 @@ impl Fleet {
                     e.time = Some(at);
                     events.push(e);
                 }
-                let stored = self.append(&mut state, &kiosk_stream(&k.id), events).await?;
+                let stored = self
+                    .append(&mut state, &kiosk_stream(&k.id), events)
+                    .await?;
                 for e in &stored {
                     apply(&mut state, e)?;
                 }
@@ -1305,10 +1337,18 @@ fn apply_change(state: &mut State, c: &Change) {
     match c {
         Change::Online { kiosk, at, .. } => {
             state.first_online.entry(kiosk.clone()).or_insert(*at);
-            state.spans.entry(kiosk.clone()).or_default().push(c.clone());
+            state
+                .spans
+                .entry(kiosk.clone())
+                .or_default()
+                .push(c.clone());
         }
         Change::Offline { kiosk, .. } => {
-            state.spans.entry(kiosk.clone()).or_default().push(c.clone());
+            state
+                .spans
+                .entry(kiosk.clone())
+                .or_default()
+                .push(c.clone());
         }
         Change::Peripheral { .. } => {}
     }
@@ -1329,11 +1369,9 @@ fn apply(state: &mut State, e: &EventEnvelope) -> Result<()> {
             state.catalog.insert(s.id.clone(), s);
         }
         event::REGISTERED | event::UPDATED => {
-            let k: Kiosk = serde_json::from_value(e.payload.clone()).map_err(|x| bad("kiosk", x))?;
-            let registered_at = state
-                .kiosks
-                .get(&k.id)
-                .map_or(e.time, |r| r.registered_at);
+            let k: Kiosk =
+                serde_json::from_value(e.payload.clone()).map_err(|x| bad("kiosk", x))?;
+            let registered_at = state.kiosks.get(&k.id).map_or(e.time, |r| r.registered_at);
             state.kiosks.insert(
                 k.id.clone(),
                 Registered {
@@ -1357,7 +1395,10 @@ fn apply(state: &mut State, e: &EventEnvelope) -> Result<()> {
             apply_change(state, &c);
         }
         // Types of later versions of civiclake are skipped, not fatal.
-        other => tracing::debug!(event_type = other, "kiosk fleet: unknown event type skipped"),
+        other => tracing::debug!(
+            event_type = other,
+            "kiosk fleet: unknown event type skipped"
+        ),
     }
     Ok(())
 }

@@ -45,6 +45,7 @@ fn server_config(dir: &Path, kafka_sources: Vec<super::KafkaSourceConfig>) -> Co
         retention_interval: std::time::Duration::from_secs(3600),
         demo: false,
         metrics_sample_interval: None,
+        kiosk_liveness: civiclake_kiosk::fleet::liveness::LivenessConfig::default(),
         pg_addr: None,
         pg_tls: None,
         flight_addr: None,
