@@ -711,6 +711,7 @@ fn every_role_against_every_endpoint() {
             "gateway" => json!({"role": role, "tables": ["air_quality"]}),
             "service" => json!({"role": role, "tables": ["air_*"]}),
             "bus-publisher" => json!({"role": role, "topics": ["bus/acme/#"]}),
+            "kiosk-device" => json!({"role": role, "subject": "K07"}),
             "bus-member" => json!({"role": role, "org": "acme", "topics": ["bus/acme/#"]}),
             _ => json!({"role": role}),
         };

@@ -383,7 +383,7 @@ fn every_role_against_the_mqtt_broker() {
         ("school-office", false, false, false),
         ("school-staff", false, false, false),
         ("kiosk-operator", false, false, false),
-        // Connects (devices/kiosk/#) but may not publish on ingest/.
+        // Connects (devices/kiosk/K07/#) but may not publish on ingest/.
         ("kiosk-device", true, false, false),
         ("guardian", false, false, false),
         ("citizen", false, false, false),
@@ -400,6 +400,9 @@ fn every_role_against_the_mqtt_broker() {
         let mut args = vec!["create", "--role", role];
         if matches!(role, "guardian" | "citizen") {
             args.extend(["--subject", "RSSMRA80A01G999X"]);
+        }
+        if role == "kiosk-device" {
+            args.extend(["--subject", "K07"]);
         }
         if matches!(role, "gateway" | "service") {
             args.extend(["--tables", "water"]);

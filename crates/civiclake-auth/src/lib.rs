@@ -16,7 +16,7 @@ pub use error::AuthError;
 pub use identity::{Identities, IdentityProvider};
 pub use link::LinkRequest;
 pub use model::{
-    PERSONAL_DATA_MASK, PUBLIC_TABLES, Permission, Principal, Role, glob_matches, shipped_roles,
-    table_glob_matches, topic_filter_matches,
+    PERSONAL_DATA_MASK, PUBLIC_TABLES, Permission, Principal, Role, SUBJECT_PLACEHOLDER,
+    glob_matches, shipped_roles, table_glob_matches, topic_filter_matches, valid_topic_subject,
 };
 pub use store::{AuthStore, NewToken, TOKEN_PREFIX, TokenInfo, TokenRequest, parse_expiry};

@@ -295,7 +295,7 @@ pub fn shipped_roles() -> Vec<Role> {
             "A kiosk: telemetry and transactions of itself",
             &[KioskDevice, Publish],
             &[],
-            &["devices/kiosk/#"],
+            &["devices/kiosk/{subject}/#"],
             &[],
             false,
         ),
@@ -413,7 +413,11 @@ impl Principal {
             role: role.name.clone(),
             permissions: role.permissions.clone(),
             tables: tables.map_or_else(|| role.tables.clone(), <[String]>::to_vec),
-            topics: topics.map_or_else(|| role.topics.clone(), <[String]>::to_vec),
+            topics: topics
+                .map_or_else(|| role.topics.clone(), <[String]>::to_vec)
+                .into_iter()
+                .filter_map(|t| with_subject(&t, subject.as_deref()))
+                .collect(),
             mask: role.mask.clone(),
             subject,
             org,
@@ -454,6 +458,30 @@ impl Principal {
         }
         self.topics.iter().any(|f| topic_filter_matches(f, topic))
     }
+}
+
+/// The place of the token's subject in a role's topic filter: `devices/kiosk/{subject}/#`
+/// grants a kiosk's token its own topics only.
+pub const SUBJECT_PLACEHOLDER: &str = "{subject}";
+
+/// Whether `subject` can stand for [`SUBJECT_PLACEHOLDER`] in a topic filter: one topic level,
+/// no wildcards.
+pub fn valid_topic_subject(subject: &str) -> bool {
+    !subject.is_empty()
+        && subject.len() <= 64
+        && subject
+            .chars()
+            .all(|c| !c.is_control() && !matches!(c, '/' | '+' | '#' | ',' | ' ' | '{' | '}'))
+}
+
+/// A topic filter with the subject in place of [`SUBJECT_PLACEHOLDER`]; None (no grant) when
+/// the filter needs a subject and there is none fit for a topic level.
+fn with_subject(filter: &str, subject: Option<&str>) -> Option<String> {
+    if !filter.contains(SUBJECT_PLACEHOLDER) {
+        return Some(filter.to_string());
+    }
+    let subject = subject.filter(|s| valid_topic_subject(s))?;
+    Some(filter.replace(SUBJECT_PLACEHOLDER, subject))
 }
 
 fn validate_glob(g: &str) -> Result<(), String> {
@@ -534,6 +562,32 @@ mod tests {
         assert!(!table_glob_matches("*", "_tokens"));
         assert!(table_glob_matches("_*", "_tokens"));
         assert!(table_glob_matches("*", "air"));
+    }
+
+    #[test]
+    fn a_kiosk_token_publishes_for_itself_only() {
+        let roles = shipped_roles();
+        let device = roles
+            .iter()
+            .find(|r| r.name == "kiosk-device")
+            .expect("role");
+        let k07 = Principal::of_role(device, None, None, None, Some("K07".into()), None);
+        assert_eq!(k07.topics, vec!["devices/kiosk/K07/#".to_string()]);
+        assert!(topic_filter_matches(
+            &k07.topics[0],
+            "devices/kiosk/K07/heartbeat"
+        ));
+        assert!(!topic_filter_matches(
+            &k07.topics[0],
+            "devices/kiosk/K08/heartbeat"
+        ));
+        // Without a subject (or with one that is not a topic level) it publishes nowhere.
+        let none = Principal::of_role(device, None, None, None, None, None);
+        assert!(none.topics.is_empty());
+        let wild = Principal::of_role(device, None, None, None, Some("+".into()), None);
+        assert!(wild.topics.is_empty());
+        assert!(!valid_topic_subject("a/b"));
+        assert!(valid_topic_subject("K07"));
     }
 
     #[test]

@@ -305,6 +305,29 @@ impl AuthStore {
                 role.name
             )));
         }
+        let needs_subject = request
+            .topics
+            .as_ref()
+            .unwrap_or(&role.topics)
+            .iter()
+            .any(|t| t.contains(crate::model::SUBJECT_PLACEHOLDER));
+        if needs_subject {
+            match &request.subject {
+                None => {
+                    return Err(AuthError::Invalid(format!(
+                        "a {} token must name its subject (--subject ID): its topics hold {}",
+                        role.name,
+                        crate::model::SUBJECT_PLACEHOLDER
+                    )));
+                }
+                Some(s) if !crate::model::valid_topic_subject(s) => {
+                    return Err(AuthError::Invalid(format!(
+                        "subject {s:?}: it stands for a topic level, so use 1-64 characters without '/', '+', '#', ',', spaces or braces"
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
         match (&request.org, role.requires_org) {
             (None, true) => {
                 return Err(AuthError::Invalid(format!(
@@ -729,5 +752,36 @@ mod tests {
         assert!(p.may_publish("bus/gestore-mensa/menu"));
         assert!(!p.may_publish("bus/comune-prato/anagrafe"));
         assert!(!p.can(Permission::BusAdmin));
+    }
+
+    #[test]
+    fn a_kiosk_token_names_its_kiosk() {
+        let (_dir, store) = store();
+        assert!(matches!(
+            store.create_token(TokenRequest {
+                role: "kiosk-device".into(),
+                ..Default::default()
+            }),
+            Err(AuthError::Invalid(m)) if m.contains("--subject")
+        ));
+        assert!(matches!(
+            store.create_token(TokenRequest {
+                role: "kiosk-device".into(),
+                subject: Some("K07/#".into()),
+                ..Default::default()
+            }),
+            Err(AuthError::Invalid(m)) if m.contains("topic level")
+        ));
+        let t = store
+            .create_token(TokenRequest {
+                role: "kiosk-device".into(),
+                subject: Some("K07".into()),
+                ..Default::default()
+            })
+            .expect("create");
+        let p = store.authenticate(&t.token).expect("auth");
+        assert_eq!(p.subject.as_deref(), Some("K07"));
+        assert!(p.may_publish("devices/kiosk/K07/heartbeat"));
+        assert!(!p.may_publish("devices/kiosk/K08/heartbeat"));
     }
 }
