@@ -276,7 +276,7 @@ pub fn history(
     now: i64,
     interval_s: i64,
 ) -> (Vec<Change>, Vec<Transaction>) {
-    let mut rng = Rng::new(0x4B10_5C);
+    let mut rng = Rng::new(0x004B_105C);
     let start = now - days * DAY;
     let mut changes = Vec::new();
     let mut txs = Vec::new();
@@ -379,12 +379,13 @@ pub fn history(
 pub fn collections(txs: &[CheckedTransaction]) -> Vec<Collection> {
     let mut months: BTreeMap<(i32, u32), (u64, u64)> = BTreeMap::new();
     for c in txs {
-        if c.tx.outcome == Outcome::Completed && c.tx.amount_cents > 0 {
-            if let Some(m) = month_of(c.tx.time.timestamp_micros()) {
-                let e = months.entry(m).or_default();
-                e.0 += c.tx.amount_cents;
-                e.1 += 1;
-            }
+        if c.tx.outcome == Outcome::Completed
+            && c.tx.amount_cents > 0
+            && let Some(m) = month_of(c.tx.time.timestamp_micros())
+        {
+            let e = months.entry(m).or_default();
+            e.0 += c.tx.amount_cents;
+            e.1 += 1;
         }
     }
     let mut out = Vec::new();
