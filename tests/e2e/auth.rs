@@ -140,6 +140,19 @@ const ADMIN: &[&str] = &["admin"];
 const KIOSK_OPERATORS: &[&str] = &["admin", "kiosk-operator"];
 /// Readers of kiosk plans: operators, and query or dashboard roles that reach `kiosk_plans`.
 const PLAN_READERS: &[&str] = &["admin", "analyst", "planner", "kiosk-operator"];
+/// Readers of the kiosk registry: operators, and query or dashboard roles that reach
+/// `kiosk_registry`.
+const FLEET_READERS: &[&str] = &["admin", "analyst", "planner", "kiosk-operator"];
+/// Who sends for kiosk K07: its own device token (subject K07) and operators.
+const K07_SENDERS: &[&str] = &["admin", "kiosk-operator", "kiosk-device"];
+
+/// Kiosk `id` as registered (services `info` and `pagopa`).
+pub(crate) fn matrix_kiosk(id: &str) -> Value {
+    json!({"id": id, "name": format!("Kiosk {id}"), "lon": 11.0966, "lat": 43.8777,
+           "opening_hours": {"always": true},
+           "peripherals": [{"kind": "card_reader"}, {"kind": "printer"}],
+           "services": ["info", "pagopa"]})
+}
 
 /// A small plan request with its inputs inline.
 fn matrix_plan(save: bool) -> Value {
@@ -593,6 +606,96 @@ fn endpoints(victim_token_id: &str, org_token_id: &str) -> Vec<Endpoint> {
         ),
         e(
             "GET",
+            "/api/v1/kiosk/kiosks",
+            "/api/v1/kiosk/kiosks",
+            None,
+            Expect::Roles(FLEET_READERS),
+        ),
+        e(
+            "GET",
+            "/api/v1/kiosk/kiosks/{id}",
+            "/api/v1/kiosk/kiosks/K07",
+            None,
+            Expect::Roles(FLEET_READERS),
+        ),
+        e(
+            "PUT",
+            "/api/v1/kiosk/kiosks/{id}",
+            "/api/v1/kiosk/kiosks/K07",
+            Some(("application/json", matrix_kiosk("K07").to_string())),
+            Expect::Roles(KIOSK_OPERATORS),
+        ),
+        // Retiring is idempotent: K99 stays retired for the next caller.
+        e(
+            "DELETE",
+            "/api/v1/kiosk/kiosks/{id}",
+            "/api/v1/kiosk/kiosks/K99",
+            None,
+            Expect::Roles(KIOSK_OPERATORS),
+        ),
+        e(
+            "GET",
+            "/api/v1/kiosk/services",
+            "/api/v1/kiosk/services",
+            None,
+            Expect::Roles(FLEET_READERS),
+        ),
+        e(
+            "PUT",
+            "/api/v1/kiosk/services/{id}",
+            "/api/v1/kiosk/services/parking",
+            Some((
+                "application/json",
+                json!({"id": "parking", "name": "Residents' parking permit",
+                       "kind": "payment", "needs": ["card_reader"]})
+                .to_string(),
+            )),
+            Expect::Roles(KIOSK_OPERATORS),
+        ),
+        e(
+            "POST",
+            "/api/v1/kiosk/kiosks/{id}/heartbeat",
+            "/api/v1/kiosk/kiosks/K07/heartbeat",
+            Some((
+                "application/json",
+                json!({"peripherals": {"printer": "online"}}).to_string(),
+            )),
+            Expect::Roles(K07_SENDERS),
+        ),
+        // The same transaction id each time: stored once (201), then a retry (200).
+        e(
+            "POST",
+            "/api/v1/kiosk/kiosks/{id}/transactions",
+            "/api/v1/kiosk/kiosks/K07/transactions",
+            Some((
+                "application/json",
+                json!({"id": "m-1", "time": "2026-01-05T10:00:00Z", "service": "info",
+                       "outcome": "completed", "duration_s": 30})
+                .to_string(),
+            )),
+            Expect::Roles(K07_SENDERS),
+        ),
+        e(
+            "GET",
+            "/api/v1/kiosk/availability",
+            "/api/v1/kiosk/availability?month=2026-01",
+            None,
+            Expect::Roles(FLEET_READERS),
+        ),
+        e(
+            "POST",
+            "/api/v1/kiosk/collections",
+            "/api/v1/kiosk/collections",
+            Some((
+                "application/json",
+                json!([{"month": "2026-01", "channel": "psp-online",
+                        "amount_cents": 120000, "transactions": 40}])
+                .to_string(),
+            )),
+            Expect::Roles(KIOSK_OPERATORS),
+        ),
+        e(
+            "GET",
             "/api/v1/alerts",
             "/api/v1/alerts",
             None,
@@ -779,6 +882,17 @@ fn every_role_against_every_endpoint() {
         .unwrap();
     assert_eq!(r.status(), 201, "{}", r.text().unwrap_or_default());
 
+    // The kiosks the fleet's endpoints are probed on.
+    for id in ["K07", "K99"] {
+        let r = client()
+            .put(format!("{}/api/v1/kiosk/kiosks/{id}", server.url))
+            .bearer_auth(&admin)
+            .json(&matrix_kiosk(id))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 201, "{}", r.text().unwrap_or_default());
+    }
+
     // Every endpoint of the OpenAPI document is in the matrix (or tested apart).
     let api: Value = client()
         .get(format!("{}/api/v1/openapi.json", server.url))
@@ -950,12 +1064,24 @@ fn table_grants_shape_the_sql_catalog() {
     let (_, v) = query(
         &server,
         &admin,
-        "SELECT count(*) AS n FROM information_schema.tables WHERE table_schema = 'public'",
+        "SELECT count(*) AS n FROM information_schema.tables \
+         WHERE table_schema = 'public' AND table_name NOT LIKE 'kiosk%'",
     );
     // The admin sees both tables, the `_checkpoints` and `_dead_letters` system tables, the
-    // four modules' events tables, the bus's log, deliveries and dead letters, and its two
-    // views (bus_flow, bus_route_stats).
-    assert_eq!(v[0]["n"], 13);
+    // other three modules' events tables, the bus's log, deliveries and dead letters, and its
+    // two views (bus_flow, bus_route_stats).
+    assert_eq!(v[0]["n"], 12);
+    // And the kiosk fleet's tables and views, every one of them.
+    let (_, v) = query(
+        &server,
+        &admin,
+        "SELECT count(*) AS n FROM information_schema.tables \
+         WHERE table_schema = 'public' AND table_name LIKE 'kiosk%'",
+    );
+    let fleet = civiclake_kiosk::fleet::tables::tables().len()
+        + civiclake_kiosk::fleet::tables::views().len();
+    // The fleet's relations and the module's events table.
+    assert_eq!(v[0]["n"], fleet + 1);
     // Read-only: no DDL, DML or statements.
     for sql in [
         "CREATE VIEW v AS SELECT * FROM air_quality",

@@ -86,13 +86,22 @@ fn shipped_dashboards_draw_every_panel_on_the_demo_city() {
         },
     );
     assert_eq!(plan["inputs"]["existing"], 17);
-    assert_eq!(plan["inputs"]["demand_points"], 317);
+    // 317 census sections, and the observed use of the 17 kiosks (the fleet's demo year is
+    // written before the plan is computed).
+    assert_eq!(plan["inputs"]["demand_points"], 334);
     assert_eq!(plan["result"]["model"], "mclp");
     let page = client
         .get(format!("{}/kiosk/plan", server.url))
         .send()
         .unwrap();
     assert_eq!(page.status(), 200);
+
+    // The demo's kiosk fleet: 17 kiosks in service and a year of their transactions.
+    wait_until(Duration::from_secs(120), "the demo kiosk fleet", || {
+        server.scalar("SELECT count(*) AS n FROM kiosk_current") == 17.0
+            && server.scalar("SELECT count(*) AS n FROM kiosk_availability_daily") > 0.0
+    });
+    assert!(server.scalar("SELECT count(*) AS n FROM kiosk_transactions") > 1000.0);
 
     let index = client
         .get(format!("{}/dashboards", server.url))
@@ -105,6 +114,7 @@ fn shipped_dashboards_draw_every_panel_on_the_demo_city() {
         ("fleet-health", "Sensor fleet health"),
         ("civiclake", "civiclake itself"),
         ("bus", "Interoperability bus"),
+        ("kiosk", "Self-service kiosks"),
     ] {
         assert!(
             index.contains(&format!("<a href=\"/dashboards/{id}\">{title}</a>")),

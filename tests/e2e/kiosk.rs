@@ -3,9 +3,10 @@
 //! control; `civiclake kiosk plan` on the demo city and against the server.
 
 use crate::auth::{last_line, token_cmd};
-use crate::server::{TestServer, binary};
+use crate::server::{TestServer, binary, wait_until};
 use serde_json::{Value, json};
 use std::process::Command;
+use std::time::Duration;
 
 /// 40 demand points on a line of 4 km east of Prato's centre (100 residents each, 30 aged
 /// 65+ in the western half), and sites every 250 m along it; today's 3 kiosks bunched at the
@@ -472,4 +473,396 @@ async fn observed_kiosk_use_weighs_in_and_modules_write_only_their_tables() {
     assert!(siting.list(10).await.expect("list").is_empty());
     drop((kiosk, school, siting));
     server.stop().await.expect("stop");
+}
+
+/// The kiosk fleet through the server: the registry kept by an operator; heartbeats over
+/// HTTP and MQTT (each kiosk with its own token); a kiosk that stops beating goes offline
+/// (a row, a bus event); transactions stored once, refused ones kept with their reason;
+/// availability and the module's views.
+#[test]
+fn kiosk_fleet_registry_heartbeats_transactions_and_availability() {
+    let dir = tempfile::tempdir().unwrap();
+    let operator = last_line(&token_cmd(
+        dir.path(),
+        &["create", "--role", "kiosk-operator"],
+    ));
+    let k07 = last_line(&token_cmd(
+        dir.path(),
+        &["create", "--role", "kiosk-device", "--subject", "K07"],
+    ));
+    let k08 = last_line(&token_cmd(
+        dir.path(),
+        &["create", "--role", "kiosk-device", "--subject", "K08"],
+    ));
+    // The bus log is not the kiosk operator's to read.
+    let admin = last_line(&token_cmd(dir.path(), &["create", "--role", "admin"]));
+    // A kiosk-device token must name its kiosk.
+    let out = Command::new(binary())
+        .args(["token", "create", "--role", "kiosk-device", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--subject"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let server = TestServer::start_secure(
+        dir.path(),
+        &[
+            ("CIVICLAKE_KIOSK__HEARTBEAT_INTERVAL", "1s"),
+            ("CIVICLAKE_KIOSK__MISSED_BEATS", "2"),
+        ],
+    );
+    let client = TestServer::client();
+    let url = |path: &str| format!("{}{path}", server.url);
+    let send = |method: &str, token: &str, path: &str, body: Option<&Value>| -> (u16, Value) {
+        let mut req = match method {
+            "GET" => client.get(url(path)),
+            "PUT" => client.put(url(path)),
+            "POST" => client.post(url(path)),
+            "DELETE" => client.delete(url(path)),
+            other => panic!("method {other}"),
+        }
+        .bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let r = req.send().unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    };
+    let query = |sql: &str| -> Vec<Value> {
+        let (s, v) = send(
+            "POST",
+            &operator,
+            "/api/v1/query",
+            Some(&json!({"sql": sql})),
+        );
+        assert_eq!(s, 200, "{sql}: {v}");
+        v.as_array().cloned().unwrap_or_default()
+    };
+
+    // The registry.
+    let kiosk = |id: &str| {
+        json!({"id": id, "name": format!("Kiosk {id}"), "lon": 11.0966, "lat": 43.8777,
+               "host_site": "Biblioteca Lazzerini", "opening_hours": {"always": true},
+               "peripherals": [{"kind": "card_reader"}, {"kind": "printer"}],
+               "services": ["info", "pagopa", "anagrafe-cert"]})
+    };
+    for id in ["K07", "K08"] {
+        let (s, v) = send(
+            "PUT",
+            &operator,
+            &format!("/api/v1/kiosk/kiosks/{id}"),
+            Some(&kiosk(id)),
+        );
+        assert_eq!(s, 201, "{v}");
+        assert_eq!(v["id"], id);
+        assert_eq!(v["retired"], false);
+    }
+    let (s, _) = send(
+        "PUT",
+        &operator,
+        "/api/v1/kiosk/kiosks/K07",
+        Some(&kiosk("K07")),
+    );
+    assert_eq!(s, 200, "an unchanged kiosk is not registered twice");
+    // A service whose peripheral the kiosk lacks is refused with its field.
+    let mut bad = kiosk("K09");
+    bad["services"] = json!(["video-office"]);
+    let (s, v) = send("PUT", &operator, "/api/v1/kiosk/kiosks/K09", Some(&bad));
+    assert_eq!(s, 400, "{v}");
+    let message = v.to_string();
+    assert!(
+        message.contains("services[0]") && message.contains("camera"),
+        "{message}"
+    );
+    let (s, _) = send(
+        "PUT",
+        &operator,
+        "/api/v1/kiosk/kiosks/K10",
+        Some(&kiosk("K09")),
+    );
+    assert_eq!(s, 400, "the body's id must match the path");
+    // The device may not change the registry.
+    let (s, _) = send("PUT", &k07, "/api/v1/kiosk/kiosks/K07", Some(&kiosk("K07")));
+    assert_eq!(s, 403);
+    let (s, v) = send("GET", &operator, "/api/v1/kiosk/kiosks", None);
+    assert_eq!(s, 200);
+    assert_eq!(v.as_array().map(Vec::len), Some(2), "{v}");
+    let (s, v) = send("GET", &operator, "/api/v1/kiosk/services", None);
+    assert_eq!(s, 200);
+    assert!(
+        v.as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["id"] == "pagopa" && s["kind"] == "payment"),
+        "{v}"
+    );
+
+    // Heartbeats: K07 over HTTP with its own token; K08's token may not speak for K07.
+    let (s, v) = send(
+        "POST",
+        &k07,
+        "/api/v1/kiosk/kiosks/K07/heartbeat",
+        Some(
+            &json!({"software_version": "2.1.0", "peripherals": {"printer": "online", "card_reader": "online"}}),
+        ),
+    );
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["changes"][0]["type"], "online", "{v}");
+    let (s, v) = send(
+        "POST",
+        &k08,
+        "/api/v1/kiosk/kiosks/K07/heartbeat",
+        Some(&json!({})),
+    );
+    assert_eq!(s, 403, "{v}");
+    let (s, v) = send(
+        "POST",
+        &k07,
+        "/api/v1/kiosk/kiosks/K07/heartbeat",
+        Some(&json!({"peripherals": {"printer": "on fire"}})),
+    );
+    assert_eq!(s, 400, "{v}");
+    // K08 over MQTT, on its own topic, with its own token.
+    let beat = json!({"peripherals": {"printer": "not-ready"}}).to_string();
+    crate::mqtt::publish_all(
+        &server.mqtt,
+        "kiosk-k08",
+        Some(&k08),
+        &[("devices/kiosk/K08/heartbeat", beat.as_bytes())],
+    )
+    .expect("K08 publishes its heartbeat");
+    wait_until(Duration::from_secs(10), "K08 online over MQTT", || {
+        let (_, v) = send("GET", &operator, "/api/v1/kiosk/kiosks/K08", None);
+        v["liveness"]["online"] == true && v["liveness"]["peripherals"]["printer"] == "not-ready"
+    });
+
+    // Transactions: stored once, a retry answered 200, a bad one refused and kept.
+    let cert = json!({"id": "t-1", "time": "2026-11-02T09:30:00Z", "service": "anagrafe-cert",
+                      "method": "card", "outcome": "completed", "duration_s": 95.0,
+                      "amount_cents": 52});
+    let (s, v) = send(
+        "POST",
+        &k07,
+        "/api/v1/kiosk/kiosks/K07/transactions",
+        Some(&cert),
+    );
+    assert_eq!((s, v["stored"].clone()), (201, json!(true)), "{v}");
+    let (s, v) = send(
+        "POST",
+        &k07,
+        "/api/v1/kiosk/kiosks/K07/transactions",
+        Some(&cert),
+    );
+    assert_eq!((s, v["stored"].clone()), (200, json!(false)), "{v}");
+    let payment = json!({"id": "t-3", "time": "2026-11-02T09:35:00Z", "service": "pagopa",
+                         "method": "contactless", "outcome": "completed", "duration_s": 70.0,
+                         "amount_cents": 2000,
+                         "notices": [{"notice_number": "302202400000000111",
+                                      "creditor_fiscal_code": "00337360978", "amount_cents": 2000}]});
+    let (s, v) = send(
+        "POST",
+        &k07,
+        "/api/v1/kiosk/kiosks/K07/transactions",
+        Some(&payment),
+    );
+    assert_eq!(s, 201, "{v}");
+    let bad_notice = json!({"id": "t-2", "time": "2026-11-02T09:40:00Z", "service": "pagopa",
+                            "method": "card", "outcome": "completed", "duration_s": 60.0,
+                            "amount_cents": 1000,
+                            "notices": [{"notice_number": "123", "creditor_fiscal_code": "00337460976",
+                                         "amount_cents": 1000}]});
+    let (s, v) = send(
+        "POST",
+        &k07,
+        "/api/v1/kiosk/kiosks/K07/transactions",
+        Some(&bad_notice),
+    );
+    assert_eq!(s, 400, "{v}");
+    assert!(v.to_string().contains("notices[0].notice_number"), "{v}");
+    let (s, _) = send(
+        "POST",
+        &k07,
+        "/api/v1/kiosk/kiosks/K08/transactions",
+        Some(&cert),
+    );
+    assert_eq!(s, 403);
+    let info = json!({"id": "m-1", "time": "2026-11-02T10:00:00Z", "service": "info",
+                      "outcome": "completed", "duration_s": 20.0})
+    .to_string();
+    crate::mqtt::publish_all(
+        &server.mqtt,
+        "kiosk-k08-tx",
+        Some(&k08),
+        &[("devices/kiosk/K08/transactions", info.as_bytes())],
+    )
+    .expect("K08 publishes its transaction");
+    wait_until(
+        Duration::from_secs(10),
+        "K08's transaction over MQTT",
+        || {
+            query("SELECT count(*) AS n FROM kiosk_transactions WHERE kiosk_id = 'K08'")[0]["n"]
+                == 1
+        },
+    );
+    let rows = query(
+        "SELECT kiosk_id, transaction_id, service, kind, method, amount_cents, via \
+         FROM kiosk_transactions ORDER BY kiosk_id, transaction_id",
+    );
+    assert_eq!(
+        rows,
+        vec![
+            json!({"kiosk_id": "K07", "transaction_id": "t-1", "service": "anagrafe-cert",
+                   "kind": "certificate", "method": "card", "amount_cents": 52, "via": "http"}),
+            json!({"kiosk_id": "K07", "transaction_id": "t-3", "service": "pagopa",
+                   "kind": "payment", "method": "contactless", "amount_cents": 2000, "via": "http"}),
+            json!({"kiosk_id": "K08", "transaction_id": "m-1", "service": "info",
+                   "kind": "information", "method": "none", "amount_cents": 0, "via": "mqtt"}),
+        ]
+    );
+    let refused = query("SELECT kiosk_id, what, via, field FROM kiosk_refused ORDER BY field");
+    assert!(
+        refused.contains(
+            &json!({"kiosk_id": "K07", "what": "transaction", "via": "http",
+                                 "field": "notices[0].notice_number"})
+        ),
+        "{refused:?}"
+    );
+    assert!(
+        refused.iter().any(|r| r["what"] == "heartbeat"
+            && r["field"].as_str().unwrap_or("").starts_with("peripherals")),
+        "{refused:?}"
+    );
+
+    // K07 stops beating: after 2 missed beats of 1 s it is offline, a row and a bus event.
+    wait_until(Duration::from_secs(15), "K07 offline", || {
+        let (_, v) = send("GET", &operator, "/api/v1/kiosk/kiosks/K07", None);
+        v["liveness"]["online"] == false
+    });
+    wait_until(Duration::from_secs(10), "the offline row", || {
+        query(
+            "SELECT count(*) AS n FROM kiosk_status_changes \
+             WHERE kiosk_id = 'K07' AND change = 'offline' AND NOT online",
+        )[0]["n"]
+            == 1
+    });
+    // The bus writes its events table in its own flushes: wait for both.
+    let bus_sql = "SELECT \"type\", subject FROM bus_events \
+                   WHERE source = '/civiclake/kiosk' ORDER BY seq";
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let (s, events) = send(
+            "POST",
+            &admin,
+            "/api/v1/query",
+            Some(&json!({"sql": bus_sql})),
+        );
+        let rows = events.as_array().cloned().unwrap_or_default();
+        if s == 200
+            && rows.contains(&json!({"type": "it.prato.kiosk.Online", "subject": "K07"}))
+            && rows.contains(&json!({"type": "it.prato.kiosk.Offline", "subject": "K07"}))
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for the kiosk's bus events: {events}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Availability this month: K07 is always open and has been down a few seconds.
+    let (s, v) = send("GET", &operator, "/api/v1/kiosk/availability", None);
+    assert_eq!(s, 200, "{v}");
+    let k07_row = v["kiosks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kiosk"] == "K07")
+        .cloned()
+        .expect("K07's availability");
+    let (open, down) = (
+        k07_row["open_minutes"].as_f64().unwrap(),
+        k07_row["down_minutes"].as_f64().unwrap(),
+    );
+    assert!(open > 0.0 && down > 0.0 && down < open, "{v}");
+    let a = k07_row["availability"].as_f64().unwrap();
+    assert!((a - (1.0 - down / open)).abs() < 1e-9, "{v}");
+    let (s, _) = send(
+        "GET",
+        &operator,
+        "/api/v1/kiosk/availability?month=2026-13",
+        None,
+    );
+    assert_eq!(s, 400);
+    let (s, _) = send("GET", &k07, "/api/v1/kiosk/availability", None);
+    assert_eq!(s, 403, "a device does not read the fleet's availability");
+
+    // Other channels' collections, and the kiosks' share of the month's revenue.
+    let (s, v) = send(
+        "POST",
+        &operator,
+        "/api/v1/kiosk/collections",
+        Some(
+            &json!([{"month": "2026-11", "channel": "psp-online", "amount_cents": 948, "transactions": 3}]),
+        ),
+    );
+    assert_eq!((s, v["rows"].clone()), (201, json!(1)), "{v}");
+    let (s, v) = send(
+        "POST",
+        &operator,
+        "/api/v1/kiosk/collections",
+        Some(&json!([{"month": "2026-11", "channel": "kiosk", "amount_cents": 1}])),
+    );
+    assert_eq!(s, 400, "the kiosks' own channel is not imported: {v}");
+    let share = query(
+        "SELECT kiosk_cents, other_cents, revenue_share FROM kiosk_revenue_share \
+         WHERE time = TIMESTAMP '2026-11-01 00:00:00'",
+    );
+    assert_eq!(share.len(), 1, "{share:?}");
+    let text = share[0].to_string();
+    assert_eq!(share[0]["kiosk_cents"], 2000, "{text}");
+    assert_eq!(share[0]["other_cents"], 948, "{text}");
+    let r = share[0]["revenue_share"].as_f64().unwrap();
+    assert!((r - 2000.0 / 2948.0).abs() < 1e-9, "{text}");
+    let notices = query("SELECT notice_number, amount_cents FROM kiosk_transaction_notices");
+    assert_eq!(
+        notices,
+        vec![json!({"notice_number": "302202400000000111", "amount_cents": 2000})]
+    );
+
+    // Retiring K08: kept in the registry, gone from kiosk_current.
+    let (s, _) = send("DELETE", &operator, "/api/v1/kiosk/kiosks/K08", None);
+    assert_eq!(s, 204);
+    let (_, v) = send("GET", &operator, "/api/v1/kiosk/kiosks/K08", None);
+    assert_eq!(v["retired"], true, "{v}");
+    let current = query("SELECT kiosk_id, host_site FROM kiosk_current ORDER BY kiosk_id");
+    assert_eq!(
+        current,
+        vec![json!({"kiosk_id": "K07", "host_site": "Biblioteca Lazzerini"})]
+    );
+    let (s, v) = send(
+        "POST",
+        &k08,
+        "/api/v1/kiosk/kiosks/K08/heartbeat",
+        Some(&json!({})),
+    );
+    assert_eq!(s, 400, "a retired kiosk's beat is refused: {v}");
+    for view in [
+        "kiosk_transactions_hourly",
+        "kiosk_transactions_daily",
+        "kiosk_revenue_monthly",
+        "kiosk_availability_monthly",
+        "kiosk_peripheral_faults",
+        "kiosk_video_calls",
+    ] {
+        query(&format!("SELECT * FROM {view} LIMIT 5"));
+    }
+    let faults = query("SELECT * FROM kiosk_peripheral_faults WHERE kiosk_id = 'K08'");
+    assert!(!faults.is_empty(), "K08's printer was not ready");
 }

@@ -11,6 +11,7 @@ mod bus;
 mod bus_catalog;
 mod error;
 mod kiosk;
+mod kiosk_fleet;
 mod metrics;
 mod ops;
 mod pipelines;
@@ -84,7 +85,7 @@ pub struct ApiConfig {
         (name = "access", description = "Tokens, roles and signed links"),
         (name = "bus", description = "The interoperability bus: CloudEvents, schemas, subscriptions, replays, dead letters"),
         (name = "pipelines", description = "Continuous pipelines (windows, rollups), alert rules, retention"),
-        (name = "kiosk", description = "The kiosk siting optimiser: inputs, plans, maps")
+        (name = "kiosk", description = "The kiosk fleet (registry, service catalog, heartbeats, transactions, availability, other channels' collections) and the siting optimiser (inputs, plans, maps)")
     )
 )]
 struct ApiDoc;
@@ -157,6 +158,18 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(kiosk::plan_map))
         .routes(routes!(kiosk::import_demand))
         .routes(routes!(kiosk::import_sites))
+        .routes(routes!(kiosk_fleet::list_kiosks))
+        .routes(routes!(
+            kiosk_fleet::get_kiosk,
+            kiosk_fleet::put_kiosk,
+            kiosk_fleet::retire_kiosk
+        ))
+        .routes(routes!(kiosk_fleet::list_services))
+        .routes(routes!(kiosk_fleet::put_service))
+        .routes(routes!(kiosk_fleet::heartbeat))
+        .routes(routes!(kiosk_fleet::transaction))
+        .routes(routes!(kiosk_fleet::availability))
+        .routes(routes!(kiosk_fleet::import_collections))
 }
 
 /// The router and its OpenAPI document.

@@ -68,8 +68,17 @@ pub struct Heartbeat {
 impl Heartbeat {
     /// Reads a heartbeat of `kiosk` from its JSON payload, received at `arrived` (UTC µs).
     pub fn parse(kiosk: &str, payload: &[u8], arrived: i64) -> Result<Self, FleetError> {
-        let p: HeartbeatPayload = serde_json::from_slice(payload)
-            .map_err(|e| FleetError::field("heartbeat", format!("not a heartbeat: {e}")))?;
+        let de = &mut serde_json::Deserializer::from_slice(payload);
+        let p: HeartbeatPayload = serde_path_to_error::deserialize(de).map_err(|e| {
+            // The failing field's path ("peripherals.printer"), or the whole payload.
+            let path = e.path().to_string();
+            let field = if path.is_empty() || path == "." {
+                "heartbeat".to_string()
+            } else {
+                path
+            };
+            FleetError::field(&field, format!("not a heartbeat: {}", e.into_inner()))
+        })?;
         Ok(Self {
             kiosk: kiosk.into(),
             time: p.time.map_or(arrived, |t| t.timestamp_micros()),
