@@ -1,10 +1,11 @@
 //! The self-service kiosk module.
 //!
-//! Today it holds the **siting optimiser** ([`siting`]): where the comune's kiosks should
-//! stand so that more residents, the elderly first, have one within walking distance. The
-//! kiosk registry, telemetry and transactions come with the kiosk module's own work; the
-//! optimiser already reads their transactions (`kiosk_transactions`) as observed demand
-//! when that table exists.
+//! - The **fleet** ([`fleet`]): the registry and the service catalog, heartbeats and
+//!   liveness, transactions checked with pagoPA's rules, availability within opening hours,
+//!   and the [`fleet::Fleet`] service that keeps them as the module's events and tables.
+//! - The **siting optimiser** ([`siting`]): where the comune's kiosks should stand so that
+//!   more residents, the elderly first, have one within walking distance; it reads the
+//!   fleet's transactions (`kiosk_transactions`) as observed demand.
 //!
 //! [`Siting`] is the service the API and the demo use: it keeps the optimiser's inputs and
 //! results as the kiosk module's tables, through the module's [`civiclake_core::Platform`].
