@@ -360,8 +360,18 @@ async fn a_module_appends_reads_queries_publishes_and_rebuilds_after_a_restart()
     for (module, table, rows) in [
         ("council", "council_events", 0),
         ("school", "school_events", 0),
-        ("kiosk", "kiosk_events", 0),
-        ("bus", "bus_catalog_events", 3),
+        // The fleet's default service catalog, one event per service.
+        (
+            "kiosk",
+            "kiosk_events",
+            civiclake_kiosk::fleet::registry::default_catalog().len() as i64,
+        ),
+        // The kiosk fleet's bus schemas among them.
+        (
+            "bus",
+            "bus_catalog_events",
+            3 + civiclake_kiosk::fleet::bus_schemas().len() as i64,
+        ),
         ("lab", "lab_events", 0),
     ] {
         let own = server.platform(module).expect("platform");

@@ -65,9 +65,22 @@ fn home_page_lists_the_tables_with_exact_counts() {
     assert!(html.contains(r#"<td class="num rows">3</td>"#), "{html}");
     // Lake totals: air's 1,500 rows and traffic's 2 in files, traffic's last row in memory.
     // air, traffic, `_checkpoints`, `_dead_letters`, the four modules' events tables and the
-    // bus's log, deliveries and dead letters (empty).
-    assert!(html.contains(r#"<dd id="total-tables">11</dd>"#), "{html}");
-    assert!(html.contains(r#"<dd id="total-rows">1,503</dd>"#), "{html}");
+    // bus's log, deliveries and dead letters (empty), and the kiosk fleet's tables; the rows
+    // the kiosk module wrote as it started (its catalog's events, its bus schemas).
+    let fleet_tables = civiclake_kiosk::fleet::tables::tables().len();
+    let started = civiclake_kiosk::fleet::registry::default_catalog().len()
+        + civiclake_kiosk::fleet::bus_schemas().len();
+    assert!(
+        html.contains(&format!(
+            r#"<dd id="total-tables">{}</dd>"#,
+            11 + fleet_tables
+        )),
+        "{html}"
+    );
+    assert!(
+        html.contains(&format!(r#"<dd id="total-rows">1,{}</dd>"#, 503 + started)),
+        "{html}"
+    );
     assert!(html.contains(r#"<dd id="total-buffered">1</dd>"#), "{html}");
     // Newest rows and the link to each table's SQL.
     assert!(
@@ -150,10 +163,23 @@ fn an_empty_lake_shows_how_to_write_a_first_row() {
         )),
         "{html}"
     );
-    // Only the platform's own tables: `_checkpoints`, `_dead_letters`, the four events tables
-    // and the bus's three, all empty.
-    assert!(html.contains(r#"<dd id="total-tables">9</dd>"#), "{html}");
-    assert!(html.contains(r#"<dd id="total-rows">0</dd>"#), "{html}");
+    // Only the platform's own tables: `_checkpoints`, `_dead_letters`, the four events tables,
+    // the bus's three and the kiosk fleet's; the only rows are what the kiosk module wrote as
+    // it started (its catalog's events, its bus schemas).
+    let fleet_tables = civiclake_kiosk::fleet::tables::tables().len();
+    let started = civiclake_kiosk::fleet::registry::default_catalog().len()
+        + civiclake_kiosk::fleet::bus_schemas().len();
+    assert!(
+        html.contains(&format!(
+            r#"<dd id="total-tables">{}</dd>"#,
+            9 + fleet_tables
+        )),
+        "{html}"
+    );
+    assert!(
+        html.contains(&format!(r#"<dd id="total-rows">{started}</dd>"#)),
+        "{html}"
+    );
 }
 
 #[test]

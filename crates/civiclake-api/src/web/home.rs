@@ -69,6 +69,14 @@ struct Newest {
 }
 
 /// The home page.
+/// A system table or a civic module's table (`council_`, `school_`, `kiosk_`, `bus_`).
+fn platform_table(name: &str) -> bool {
+    name.starts_with('_')
+        || ["council_", "school_", "kiosk_", "bus_"]
+            .iter()
+            .any(|p| name.starts_with(p))
+}
+
 pub(crate) async fn home(
     State(state): State<AppState>,
     MaybeCaller(caller): MaybeCaller,
@@ -97,7 +105,13 @@ pub(crate) async fn home(
         chrome: Chrome::new(&headers, "home"),
         access,
         role,
-        no_rows: access == "tables" && rows == Some(0),
+        // The platform's own tables (system tables, the modules' bookkeeping) are not data a
+        // first write is invited for.
+        no_rows: access == "tables"
+            && infos
+                .iter()
+                .filter(|t| !platform_table(&t.name))
+                .all(|t| t.rows == Some(0)),
         totals: Totals {
             tables: format::count(infos.len() as u64),
             rows: rows.map_or_else(|| "unknown".to_string(), format::count),
