@@ -285,28 +285,59 @@ fn browser_home_page_shows_the_tables_and_works_with_the_keyboard() {
     browser.open(&format!("{}/", server.url));
     assert_png(&browser.screenshot());
     assert_eq!(browser.js("return document.title;"), "Tables · civiclake");
+    // The two tables written here, and the platform's own: empty but for the rows the kiosk
+    // fleet writes as it starts (its service catalog's events, its bus schemas).
+    let catalog = civiclake_kiosk::fleet::registry::default_catalog().len();
+    let schemas = civiclake_kiosk::fleet::bus_schemas().len();
+    let mut expected: Vec<(String, usize)> = [
+        ("_checkpoints", 0),
+        ("_dead_letters", 0),
+        ("air", 1234),
+        ("bus_catalog_events", schemas),
+        ("bus_dead_letters", 0),
+        ("bus_deliveries", 0),
+        ("bus_events", 0),
+        ("council_events", 0),
+        ("kiosk_events", catalog),
+        ("school_events", 0),
+        ("traffic", 2),
+    ]
+    .into_iter()
+    .map(|(name, rows)| (name.to_string(), rows))
+    .chain(
+        civiclake_kiosk::fleet::tables::tables()
+            .into_iter()
+            .map(|(name, _)| (name.to_string(), 0)),
+    )
+    .collect();
+    expected.sort();
+    let thousands = |n: usize| {
+        let s = n.to_string();
+        let mut out = String::new();
+        for (i, c) in s.chars().enumerate() {
+            if i > 0 && (s.len() - i) % 3 == 0 {
+                out.push(',');
+            }
+            out.push(c);
+        }
+        out
+    };
     assert_eq!(
         browser.texts("tbody th.name"),
-        [
-            "_checkpoints",
-            "_dead_letters",
-            "air",
-            "bus_catalog_events",
-            "bus_dead_letters",
-            "bus_deliveries",
-            "bus_events",
-            "council_events",
-            "kiosk_events",
-            "school_events",
-            "traffic"
-        ],
-        "table names in the rendered DOM (the platform's own tables are empty)"
+        expected.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(),
+        "table names in the rendered DOM"
     );
     assert_eq!(
         browser.texts("tbody td.rows"),
-        ["0", "0", "1,234", "0", "0", "0", "0", "0", "0", "0", "2"]
+        expected
+            .iter()
+            .map(|(_, rows)| thousands(*rows))
+            .collect::<Vec<_>>()
     );
-    assert_eq!(browser.texts("#total-rows"), ["1,236"]);
+    assert_eq!(
+        browser.texts("#total-rows"),
+        [thousands(1236 + catalog + schemas)]
+    );
 
     // The stylesheet is loaded and applied.
     let style = browser.js("const s = getComputedStyle(document.body);
@@ -541,7 +572,14 @@ fn browser_bus_pages_show_dead_letters_and_replay() {
     browser.open(&format!("{}/bus", server.url));
     assert_eq!(browser.js("return document.title;"), "Bus · civiclake");
     assert_eq!(browser.texts("#subscriptions tbody th"), ["accounting"]);
-    assert_eq!(browser.texts("#schemas tbody th"), ["it.acme.invoice.Paid"]);
+    // The schema posted here and those the kiosk fleet registers as it starts.
+    let mut schemas: Vec<String> = civiclake_kiosk::fleet::bus_schemas()
+        .into_iter()
+        .map(|(name, _)| name.to_string())
+        .chain(["it.acme.invoice.Paid".to_string()])
+        .collect();
+    schemas.sort();
+    assert_eq!(browser.texts("#schemas tbody th"), schemas);
     assert_eq!(browser.texts("#log-head"), ["1"]);
     assert_png(&browser.screenshot_as("bus"));
 
