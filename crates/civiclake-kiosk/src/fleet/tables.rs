@@ -188,7 +188,7 @@ impl Rows {
             .iter()
             .map(|field| match (role_of(field), field.data_type()) {
                 (ColumnRole::Time, _) => Col::Time(Vec::new()),
-                (ColumnRole::Tag, _) => Col::Tag(Box::new(StringDictionaryBuilder::new())),
+                (ColumnRole::Tag, _) => Col::Tag(Box::default()),
                 (_, DataType::Int64) => Col::I64(Vec::new()),
                 (_, DataType::Float64) => Col::F64(Vec::new()),
                 (_, DataType::Boolean) => Col::Bool(Vec::new()),
