@@ -7,6 +7,8 @@ required, writes a small city (air readings, air sites, noise) over HTTP as an
 administrator, then, as an analyst whose token reaches `air*` only:
 
   * Debian's psql: `\\dt`, `\\d air`, a join, a parameterised query (PREPARE/EXECUTE);
+  * psql and psycopg over TLS (`--pg-tls-cert`/`--pg-tls-key`, a self-signed certificate
+    made with openssl for 127.0.0.1): `sslmode=verify-full` against that certificate;
   * psycopg: a query with a server-side parameter (extended protocol);
   * ADBC Flight SQL: the same query with a `$1` parameter, fetched as an Arrow table;
 
@@ -78,14 +80,28 @@ def rounded(rows):
     return [tuple(round(v, 6) if isinstance(v, float) else v for v in row) for row in rows]
 
 
+def self_signed(work):
+    """A certificate and key for 127.0.0.1 (openssl), valid for a day."""
+    cert, key = os.path.join(work, "pg-cert.pem"), os.path.join(work, "pg-key.pem")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=civiclake wire check", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", key, "-out", cert],
+        check=True, capture_output=True,
+    )
+    return cert, key
+
+
 def main():
     work = tempfile.mkdtemp(prefix="civiclake-wire.")
     data = os.path.join(work, "data")
+    cert, key = self_signed(work)
     admin = token(data, "--role", "admin")
     analyst = token(data, "--role", "analyst", "--tables", "air*")
     server = subprocess.Popen(
         [BIN, "serve", "--http-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0",
          "--pg-addr", "127.0.0.1:0", "--flight-addr", "127.0.0.1:0",
+         "--pg-tls-cert", cert, "--pg-tls-key", key,
          "--data-dir", data, "--metrics-sample-interval", "0s",
          "--pipelines-dir", os.path.join(work, "no-pipelines")],
         stdout=subprocess.PIPE, stderr=sys.stderr, text=True,
@@ -179,6 +195,28 @@ def main():
         if r.returncode == 0 or "password authentication failed" not in r.stderr:
             fail(f"psql with a wrong token: {r.returncode} {r.stderr}")
         print("psql: \\dt, \\d, join, PREPARE/EXECUTE and refusals as expected")
+
+        # --- TLS: the server's certificate verified (verify-full: chain and 127.0.0.1)
+        tls = f"host={pg[0]} port={pg[1]} dbname=civiclake user=analyst " \
+              f"sslmode=verify-full sslrootcert={cert}"
+        r = subprocess.run(["psql", tls, "-X", "-At", "-F", "|", "-c", "\\conninfo",
+                            "-c", join], env=env, capture_output=True, text=True, timeout=60)
+        if r.returncode != 0 or "SSL connection" not in r.stdout:
+            fail(f"psql over TLS: exit {r.returncode}: {r.stdout} {r.stderr}")
+        lines = r.stdout.strip().splitlines()
+        print(lines[0])
+        got = [(s, n, int(c), float(p)) for s, n, c, p in (l.split("|") for l in lines[-len(expected_join):])]
+        if rounded(got) != rounded(expected_join):
+            fail(f"psql over TLS: the join differs from HTTP:\n{got[:3]}\n{expected_join[:3]}")
+        with psycopg.connect(host=pg[0], port=pg[1], dbname="civiclake", user="analyst",
+                             password=analyst, sslmode="verify-full", sslrootcert=cert,
+                             autocommit=True) as conn:
+            if conn.info.pgconn.ssl_in_use != 1:
+                fail("psycopg: the connection is not encrypted")
+            rows = conn.execute(param_sql.format("%s"), (30.0,)).fetchall()
+            if rounded(rows) != rounded(expected_param):
+                fail(f"psycopg over TLS differs from HTTP:\n{rows[:3]}\n{expected_param[:3]}")
+        print("TLS: psql and psycopg verified the certificate, answers as over HTTP")
 
         # --- psycopg: server-side parameter (extended protocol)
         with psycopg.connect(host=pg[0], port=pg[1], dbname="civiclake", user="analyst",

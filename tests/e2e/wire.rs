@@ -335,3 +335,118 @@ fn without_authentication_any_password_is_an_administrator() {
         assert!(e.contains("civiclake"), "{e}");
     });
 }
+
+/// The query limits of the HTTP API hold on both protocols, each with its own error code
+/// (PostgreSQL: SQLSTATE 53200 out of memory, 57014 canceled; Flight SQL: RESOURCE_EXHAUSTED,
+/// DEADLINE_EXCEEDED), and the server answers normally after them. A wrong bearer token is
+/// refused on Flight SQL, as a wrong password is on PostgreSQL.
+#[test]
+fn query_limits_and_tokens_hold_on_both_protocols() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_secure(
+        dir.path(),
+        &[
+            ("CIVICLAKE_PG_ADDR", "127.0.0.1:0"),
+            ("CIVICLAKE_FLIGHT_ADDR", "127.0.0.1:0"),
+            ("CIVICLAKE_QUERY__MEMORY_LIMIT", "2MiB"),
+            ("CIVICLAKE_QUERY__TIMEOUT", "2s"),
+        ],
+    );
+    let admin = token(dir.path(), &["create", "--role", "admin"]);
+    let lines: Vec<String> = (0..20_000i64)
+        .map(|i| {
+            format!(
+                "air,sensor=s{} pm25={i} {}",
+                i % 50,
+                1_767_225_600_000_000_000 + i * 1_000_000_000
+            )
+        })
+        .collect();
+    let r = reqwest::blocking::Client::new()
+        .post(format!("{}/api/v1/write?table=air", server.url))
+        .bearer_auth(&admin)
+        .body(lines.join("\n"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    // Holds every reading of a sensor at once: over 2 MiB.
+    let memory = "SELECT sensor, array_agg(pm25 ORDER BY time) FROM air GROUP BY sensor";
+    // Streams in little memory, for far longer than 2 s.
+    let time = "SELECT count(*) FROM generate_series(1, 100000000000)";
+    let (status, body) = http(&server, &admin, memory);
+    assert_eq!(status, 422, "{body}");
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let c = pg(&server, "admin", &admin).await.unwrap();
+        for (sql, code, says) in [
+            (memory, "53200", "memory limit of 2 MiB"),
+            (time, "57014", "time limit of 2s"),
+        ] {
+            let e = c.query(sql, &[]).await.unwrap_err();
+            let db = e.as_db_error().unwrap_or_else(|| panic!("{sql}: {e:?}"));
+            assert_eq!(db.code().code(), code, "{sql}: {}", db.message());
+            assert!(db.message().contains(says), "{sql}: {}", db.message());
+        }
+        let n: i64 = c
+            .query_one("SELECT count(*) FROM air", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 20_000);
+
+        let mut f = flight(&server, &admin).await;
+        for (sql, code, says) in [
+            (
+                memory,
+                tonic::Code::ResourceExhausted,
+                "memory limit of 2 MiB",
+            ),
+            (time, tonic::Code::DeadlineExceeded, "time limit of 2s"),
+        ] {
+            // The limit may be met while planning (GetFlightInfo) or while the rows stream
+            // (DoGet); the gRPC status is in the error's text either way.
+            let error = match f.execute(sql.into(), None).await {
+                Err(e) => format!("{e:?}"),
+                Ok(info) => {
+                    let ticket = info.endpoint[0].ticket.clone().expect("ticket");
+                    match f.do_get(ticket).await {
+                        Err(e) => format!("{e:?}"),
+                        Ok(stream) => match stream.try_collect::<Vec<_>>().await {
+                            Err(e) => format!("{e:?}"),
+                            Ok(_) => panic!("{sql}: no error"),
+                        },
+                    }
+                }
+            };
+            assert!(error.contains(&format!("{code:?}")), "{sql}: {error}");
+            assert!(error.contains(says), "{sql}: {error}");
+        }
+        let batches = {
+            let info = f
+                .execute("SELECT count(*) FROM air".into(), None)
+                .await
+                .unwrap();
+            fetch(&mut f, info).await
+        };
+        let n = arrow::compute::cast(batches[0].column(0), &DataType::Int64).unwrap();
+        assert_eq!(
+            n.as_primitive::<arrow::datatypes::Int64Type>().value(0),
+            20_000
+        );
+
+        // A wrong token: unauthenticated on Flight SQL, a refused password on PostgreSQL.
+        let mut wrong = flight(&server, "not-a-token").await;
+        let e = wrong.execute("SELECT 1".into(), None).await.unwrap_err();
+        let e = format!("{e:?}");
+        assert!(e.contains("Unauthenticated"), "{e}");
+        let e = pg(&server, "admin", "not-a-token")
+            .await
+            .err()
+            .unwrap_or_default();
+        assert!(
+            e.contains("28P01") || e.to_lowercase().contains("password"),
+            "{e}"
+        );
+    });
+}

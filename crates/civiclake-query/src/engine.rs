@@ -614,6 +614,21 @@ impl QueryEngine {
         Ok((schema, Box::pin(rows)))
     }
 
+    /// Whether `options` allow `plan`. EXECUTE runs a statement PREPAREd in this session,
+    /// checked then (a connection's session over the PostgreSQL protocol, by the simple or
+    /// the extended protocol alike; an HTTP session has none).
+    fn verify(options: &SQLOptions, plan: &LogicalPlan, limit: usize) -> Result<()> {
+        if matches!(
+            plan,
+            LogicalPlan::Statement(datafusion::logical_expr::Statement::Execute(_))
+        ) {
+            return Ok(());
+        }
+        options
+            .verify_plan(plan)
+            .map_err(|e| Error::from_datafusion(e, limit))
+    }
+
     /// `sql` planned in `ctx` as `scope` may, with `params` bound.
     async fn planned(
         ctx: &SessionContext,
@@ -628,16 +643,7 @@ impl QueryEngine {
             .create_logical_plan(sql)
             .await
             .map_err(|e| Error::from_datafusion(e, limit))?;
-        // EXECUTE runs a statement PREPAREd in this session, checked then (a connection's
-        // session over the PostgreSQL protocol; an HTTP session has none).
-        if !matches!(
-            plan,
-            LogicalPlan::Statement(datafusion::logical_expr::Statement::Execute(_))
-        ) {
-            options
-                .verify_plan(&plan)
-                .map_err(|e| Error::from_datafusion(e, limit))?;
-        }
+        Self::verify(&options, &plan, limit)?;
         let mut df = ctx
             .execute_logical_plan(plan)
             .await
@@ -687,9 +693,7 @@ impl QueryEngine {
         scope: &SqlScope,
     ) -> Result<QueryResult> {
         let limit = self.limit_mib();
-        Self::sql_options(scope)
-            .verify_plan(&plan)
-            .map_err(|e| Error::from_datafusion(e, limit))?;
+        Self::verify(&Self::sql_options(scope), &plan, limit)?;
         self.limited(async {
             let df = ctx
                 .execute_logical_plan(plan)

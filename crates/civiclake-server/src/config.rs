@@ -1100,6 +1100,47 @@ mod tests {
     }
 
     #[test]
+    fn analysts_protocols_are_off_by_default_and_on_in_the_demo() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().to_str().unwrap();
+        let c = parse(&["--data-dir", data]).resolve().unwrap();
+        assert_eq!(
+            (c.pg_addr, c.flight_addr, c.pg_tls.is_some()),
+            (None, None, false)
+        );
+        let c = parse(&["--data-dir", data, "--demo"]).resolve().unwrap();
+        assert_eq!(c.pg_addr, Some("127.0.0.1:5432".parse().unwrap()));
+        assert_eq!(c.flight_addr, Some("127.0.0.1:50051".parse().unwrap()));
+        assert!(c.sql_addrs_from_demo);
+        // Given addresses win over the demo's, and are then not moved when taken.
+        let c = parse(&["--data-dir", data, "--demo", "--pg-addr", "127.0.0.1:6543"])
+            .resolve()
+            .unwrap();
+        assert_eq!(c.pg_addr, Some("127.0.0.1:6543".parse().unwrap()));
+        assert!(!c.sql_addrs_from_demo);
+        // TLS needs both files; a public address needs authentication.
+        let err = parse(&["--data-dir", data, "--pg-tls-cert", "/c.pem"])
+            .resolve()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("pg_tls_cert and pg_tls_key go together"),
+            "{err}"
+        );
+        let err = parse(&[
+            "--data-dir",
+            data,
+            "--insecure-no-auth",
+            "--flight-addr",
+            "0.0.0.0:50051",
+        ])
+        .resolve()
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("flight_addr"), "{err}");
+    }
+
+    #[test]
     fn unknown_keys_and_bad_values_are_errors() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.toml");
