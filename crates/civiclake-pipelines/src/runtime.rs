@@ -255,17 +255,14 @@ impl Running {
     /// Takes note of rows now in the source: the newest event time, the open windows kept in
     /// memory, and the emitted windows that rows at or after `cutoff` but before the emitted
     /// bound fall in.
-    fn observe(&self, batch: &RecordBatch, times: &TimestampMicrosecondArray, now: i64) {
+    fn observe(
+        &self,
+        batch: &RecordBatch,
+        times: &TimestampMicrosecondArray,
+        (min, max): (i64, i64),
+        now: i64,
+    ) {
         let t = self.timing;
-        let mut max = None::<i64>;
-        let mut min = None::<i64>;
-        for v in times.iter().flatten() {
-            max = Some(max.map_or(v, |m: i64| m.max(v)));
-            min = Some(min.map_or(v, |m: i64| m.min(v)));
-        }
-        let (Some(max), Some(min)) = (max, min) else {
-            return;
-        };
         self.stats
             .rows_seen
             .fetch_add(times.len() as u64, Ordering::Relaxed);
@@ -424,10 +421,33 @@ impl WriteObserver for Observer {
             let Some(times) = time_array(batch) else {
                 continue;
             };
+            let Some(range) = time_range(times) else {
+                continue;
+            };
             for p in pipelines {
-                p.observe(batch, times, now);
+                p.observe(batch, times, range, now);
             }
         }
+    }
+}
+
+/// The earliest and the newest time of a write (None: no row has one). One pass over the
+/// values when none is null (the common case), so that the checks of every pipeline can
+/// skip a write none of whose rows concerns them.
+fn time_range(times: &TimestampMicrosecondArray) -> Option<(i64, i64)> {
+    if times.null_count() == 0 {
+        let values = times.values();
+        let first = *values.first()?;
+        Some(
+            values
+                .iter()
+                .fold((first, first), |(lo, hi), &v| (lo.min(v), hi.max(v))),
+        )
+    } else {
+        times.iter().flatten().fold(None, |range, v| match range {
+            None => Some((v, v)),
+            Some((lo, hi)) => Some((v.min(lo), v.max(hi))),
+        })
     }
 }
 
@@ -507,9 +527,12 @@ fn divert(
     let Some(times) = time_array(batch) else {
         return Ok((batch.clone(), extra));
     };
+    let Some((earliest, newest)) = time_range(times) else {
+        return Ok((batch.clone(), extra));
+    };
     let mut batch = batch.clone();
     let skew = pipelines.iter().filter_map(|p| p.timing.skew).min();
-    if let Some(skew) = skew {
+    if let Some(skew) = skew.filter(|skew| newest > now.saturating_add(*skew)) {
         let limit = now.saturating_add(skew);
         let ahead: BooleanArray = times
             .iter()
@@ -558,6 +581,11 @@ fn divert(
         let Some(cutoff) = p.late_cutoff(now) else {
             continue;
         };
+        if earliest >= cutoff {
+            // No row of this write is late for this pipeline (rows quarantined above are
+            // out of the batch, so the range can only have shrunk).
+            continue;
+        }
         let late: BooleanArray = times
             .iter()
             .map(|t| Some(t.is_some_and(|t| t < cutoff)))
