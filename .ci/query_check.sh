@@ -70,17 +70,34 @@ echo "--- check 1/3: civiclake answering from its buffer (nothing flushed yet)"
 
 echo
 echo "--- flush: POST $URL/api/v1/admin/flush"
-# Every row must still have been in the buffer: the flush writes all of them.
-"$PYTHON" - "$URL" "$((SENSORS * DAYS * 1440))" <<'EOF'
+# Every row of the city must still have been in the buffer (check 1 answered from it) and
+# the flush writes all of them: per city table, no rows in files before and all after. The
+# platform's own tables (the kiosk fleet's catalog events, the bus's schemas) are flushed too
+# and are not counted.
+"$PYTHON" - "$URL" "$((SENSORS * DAYS * 1440))" "${TABLES[@]}" <<'EOF'
 import json, sys, urllib.request
-req = urllib.request.Request(sys.argv[1] + "/api/v1/admin/flush", data=b"", method="POST")
+url, expected, city = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+
+def tables():
+    with urllib.request.urlopen(url + "/api/v1/tables", timeout=60) as resp:
+        return {t["name"]: t for t in json.load(resp) if t["name"] in city}
+
+before = tables()
+if sorted(before) != sorted(city):
+    sys.exit(f"the city's tables are {sorted(before)}, expected {sorted(city)}")
+in_files = {n: t["file_rows"] for n, t in before.items() if t["file_rows"]}
+if in_files:
+    sys.exit(f"rows were already in files before the flush (an earlier flush?): {in_files}")
+req = urllib.request.Request(url + "/api/v1/admin/flush", data=b"", method="POST")
 with urllib.request.urlopen(req, timeout=300) as resp:
     stats = json.load(resp)
 print(stats)
 if stats.get("failed_tables"):
     sys.exit(f"flush failed for {stats['failed_tables']}")
-if stats.get("rows") != int(sys.argv[2]):
-    sys.exit(f"flush wrote {stats.get('rows')} rows, expected all {sys.argv[2]} (an earlier flush?)")
+after = tables()
+flushed = sum(t["file_rows"] for t in after.values())
+if flushed != expected or any(t["buffered_rows"] for t in after.values()):
+    sys.exit(f"the flush put {flushed} of the city's rows in files, expected all {expected}: {after}")
 EOF
 
 echo
