@@ -348,8 +348,7 @@ fn openapi_health_metrics_and_tables() {
         .unwrap();
     // This test's 10 rows, and what the kiosk module wrote as it started: its service
     // catalog's events and its bus events' schemas (the bus catalog's events).
-    let started = civiclake_kiosk::fleet::registry::default_catalog().len()
-        + civiclake_kiosk::fleet::bus_schemas().len();
+    let (_, started) = crate::server::fleet_at_start();
     assert!(
         metrics.contains(&format!("civiclake_rows_written_total {}\n", 10 + started)),
         "{metrics}"

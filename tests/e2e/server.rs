@@ -209,3 +209,14 @@ pub(crate) fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// What every server's kiosk fleet adds to a fresh lake as it starts: its tables, and the
+/// rows it writes then (its service catalog's events in `kiosk_events`, its bus schemas in
+/// `bus_catalog_events`).
+pub(crate) fn fleet_at_start() -> (usize, usize) {
+    (
+        civiclake_kiosk::fleet::tables::tables().len(),
+        civiclake_kiosk::fleet::registry::default_catalog().len()
+            + civiclake_kiosk::fleet::bus_schemas().len(),
+    )
+}

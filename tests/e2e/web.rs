@@ -67,9 +67,7 @@ fn home_page_lists_the_tables_with_exact_counts() {
     // air, traffic, `_checkpoints`, `_dead_letters`, the four modules' events tables and the
     // bus's log, deliveries and dead letters (empty), and the kiosk fleet's tables; the rows
     // the kiosk module wrote as it started (its catalog's events, its bus schemas).
-    let fleet_tables = civiclake_kiosk::fleet::tables::tables().len();
-    let started = civiclake_kiosk::fleet::registry::default_catalog().len()
-        + civiclake_kiosk::fleet::bus_schemas().len();
+    let (fleet_tables, started) = crate::server::fleet_at_start();
     assert!(
         html.contains(&format!(
             r#"<dd id="total-tables">{}</dd>"#,
@@ -166,9 +164,7 @@ fn an_empty_lake_shows_how_to_write_a_first_row() {
     // Only the platform's own tables: `_checkpoints`, `_dead_letters`, the four events tables,
     // the bus's three and the kiosk fleet's; the only rows are what the kiosk module wrote as
     // it started (its catalog's events, its bus schemas).
-    let fleet_tables = civiclake_kiosk::fleet::tables::tables().len();
-    let started = civiclake_kiosk::fleet::registry::default_catalog().len()
-        + civiclake_kiosk::fleet::bus_schemas().len();
+    let (fleet_tables, started) = crate::server::fleet_at_start();
     assert!(
         html.contains(&format!(
             r#"<dd id="total-tables">{}</dd>"#,

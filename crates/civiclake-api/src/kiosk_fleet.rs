@@ -111,6 +111,25 @@ pub(crate) async fn get_kiosk(
     Ok(Json(fleet(&state)?.kiosk(&id).await?).into_response())
 }
 
+/// A PUT's body must name what its path names.
+fn same_id(what: &str, in_body: &str, in_path: &str) -> Result<(), ApiError> {
+    if in_body == in_path {
+        return Ok(());
+    }
+    Err(ApiError::bad_request(format!(
+        "id: the body names {what} {in_body:?}, the path {in_path:?}"
+    )))
+}
+
+/// 201 for what a PUT created, 200 for what it changed.
+fn put_status(created: bool) -> StatusCode {
+    if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    }
+}
+
 /// Registers a kiosk, or changes one (location, opening hours, peripherals, services).
 #[utoipa::path(put, path = "/api/v1/kiosk/kiosks/{id}",
     params(("id" = String, Path, description = "The kiosk's id: letters, digits, `-` and `_`, at most 32")),
@@ -128,23 +147,13 @@ pub(crate) async fn put_kiosk(
 ) -> Result<Response, ApiError> {
     operator(&caller)?;
     let kiosk = json_body(body, "the kiosk")?;
-    if kiosk.id != id {
-        return Err(ApiError::bad_request(format!(
-            "id: the body names kiosk {:?}, the path {id:?}",
-            kiosk.id
-        )));
-    }
+    same_id("kiosk", &kiosk.id, &id)?;
     let fleet = fleet(&state)?;
     let created = fleet
         .put_kiosk(kiosk, &crate::bus::actor(&caller.0))
         .await?;
     let view = fleet.kiosk(&id).await?;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok((status, Json(view)).into_response())
+    Ok((put_status(created), Json(view)).into_response())
 }
 
 /// Retires a kiosk: it leaves service (no longer awaited, no longer counted), its history stays.
@@ -194,21 +203,11 @@ pub(crate) async fn put_service(
 ) -> Result<Response, ApiError> {
     operator(&caller)?;
     let service = json_body(body, "the service")?;
-    if service.id != id {
-        return Err(ApiError::bad_request(format!(
-            "id: the body names service {:?}, the path {id:?}",
-            service.id
-        )));
-    }
+    same_id("service", &service.id, &id)?;
     let created = fleet(&state)?
         .put_service(service.clone(), &crate::bus::actor(&caller.0))
         .await?;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok((status, Json(service)).into_response())
+    Ok((put_status(created), Json(service)).into_response())
 }
 
 /// A kiosk's heartbeat over HTTP (the same payload as on `devices/kiosk/{id}/heartbeat`).
