@@ -50,7 +50,7 @@ fn sees(caller: &Caller, tables: &[&str]) -> bool {
 
 /// The pipelines, with their state.
 #[utoipa::path(get, path = "/api/v1/pipelines",
-    responses((status = 200, description = "`{pipelines: [{spec, file, running, error, watermark, emitted_until, pending_corrections, rows_seen, windows_emitted, corrections, late_rows, quarantined, last_lag_ms, in_memory, in_memory_off, windows_from_memory}]}` — those whose source and target the token reaches", body = Object)),
+    responses((status = 200, description = "`{pipelines: [{spec, file, running, error, watermark, emitted_until, pending_corrections, rows_seen, windows_emitted, corrections, late_rows, quarantined, last_lag_ms, in_memory, in_memory_off, windows_from_memory, write_path_ms, emit_ms}]}` — those whose source and target the token reaches", body = Object)),
     tag = "pipelines")]
 pub(crate) async fn list_pipelines(
     State(state): State<AppState>,

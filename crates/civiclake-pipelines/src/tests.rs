@@ -368,6 +368,9 @@ async fn windows_equal_plain_sql_with_out_of_order_and_late_rows_and_survive_a_r
     let st = s.pipelines.status("air_5m").unwrap();
     assert!(st.in_memory, "{st:?}");
     assert_eq!(st.windows_from_memory, 1, "{st:?}");
+    // Its time on the ingest path and emitting since the restart is counted.
+    assert!(st.write_path_ms > 0.0 && st.emit_ms > 0.0, "{st:?}");
+    assert!(st.emit_ms < 60_000.0, "{st:?}");
     let st = s.pipelines.status("air_15m").unwrap();
     assert!(st.in_memory, "{st:?}");
     assert_eq!(st.windows_from_memory, 0, "{st:?}");
