@@ -875,16 +875,20 @@ mod tests {
                 field_column("n", DataType::Int64),
             ])),
             vec![
-                Arc::new(
-                    TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.1 * MIN))
-                        .with_timezone("UTC"),
-                ),
+                minutes(rows.iter().map(|r| r.1)),
                 Arc::new(tags.finish()),
                 Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.2))),
                 Arc::new(Int64Array::from_iter(rows.iter().map(|r| r.3))),
             ],
         )
         .unwrap()
+    }
+
+    /// The time column of rows at these minutes.
+    fn minutes(m: impl Iterator<Item = i64>) -> ArrayRef {
+        Arc::new(
+            TimestampMicrosecondArray::from_iter_values(m.map(|m| m * MIN)).with_timezone("UTC"),
+        )
     }
 
     fn add(i: &mut Incremental, b: &RecordBatch, emitted: Option<i64>, t: &Timing) {
@@ -924,13 +928,7 @@ mod tests {
         let tags = arrow::array::DictionaryArray::<Int32Type>::try_new(keys, values).unwrap();
         RecordBatch::try_new(
             Arc::new(Schema::new(vec![time_column(), tag_column("sensor")])),
-            vec![
-                Arc::new(
-                    TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.1 * MIN))
-                        .with_timezone("UTC"),
-                ),
-                Arc::new(tags),
-            ],
+            vec![minutes(rows.iter().map(|r| r.1)), Arc::new(tags)],
         )
         .unwrap()
     }
@@ -952,10 +950,7 @@ mod tests {
                 tag_column("site"),
             ])),
             vec![
-                Arc::new(
-                    TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.2 * MIN))
-                        .with_timezone("UTC"),
-                ),
+                minutes(rows.iter().map(|r| r.2)),
                 Arc::new(sensors),
                 Arc::new(sites.finish()),
             ],
