@@ -285,10 +285,11 @@ fn browser_home_page_shows_the_tables_and_works_with_the_keyboard() {
     browser.open(&format!("{}/", server.url));
     assert_png(&browser.screenshot());
     assert_eq!(browser.js("return document.title;"), "Tables · civiclake");
-    // The two tables written here, and the platform's own: empty but for the rows the kiosk
-    // fleet writes as it starts (its service catalog's events, its bus schemas).
+    // The two tables written here, and the platform's own: empty but for the rows the modules
+    // write as they start (the kiosk's service catalog, the council's settings and fee
+    // policy, their bus schemas).
     let catalog = civiclake_kiosk::fleet::registry::default_catalog().len();
-    let schemas = civiclake_kiosk::fleet::bus_schemas().len();
+    let schemas = crate::server::module_bus_schemas().len();
     let mut expected: Vec<(String, usize)> = [
         ("_checkpoints", 0),
         ("_dead_letters", 0),
@@ -297,7 +298,7 @@ fn browser_home_page_shows_the_tables_and_works_with_the_keyboard() {
         ("bus_dead_letters", 0),
         ("bus_deliveries", 0),
         ("bus_events", 0),
-        ("council_events", 0),
+        ("council_events", crate::server::COUNCIL_SETTINGS),
         ("kiosk_events", catalog),
         ("school_events", 0),
         ("traffic", 2),
@@ -307,7 +308,11 @@ fn browser_home_page_shows_the_tables_and_works_with_the_keyboard() {
     .chain(
         civiclake_kiosk::fleet::tables::tables()
             .into_iter()
-            .map(|(name, _)| (name.to_string(), 0)),
+            .chain(civiclake_council::tables::tables())
+            .map(|(name, _)| {
+                let rows = usize::from(name == civiclake_council::tables::FEE_POLICY);
+                (name.to_string(), rows)
+            }),
     )
     .collect();
     expected.sort();
@@ -336,7 +341,9 @@ fn browser_home_page_shows_the_tables_and_works_with_the_keyboard() {
     );
     assert_eq!(
         browser.texts("#total-rows"),
-        [thousands(1236 + catalog + schemas)]
+        [thousands(
+            1236 + catalog + schemas + crate::server::COUNCIL_SETTINGS + 1
+        )]
     );
 
     // The stylesheet is loaded and applied.
@@ -572,10 +579,9 @@ fn browser_bus_pages_show_dead_letters_and_replay() {
     browser.open(&format!("{}/bus", server.url));
     assert_eq!(browser.js("return document.title;"), "Bus · civiclake");
     assert_eq!(browser.texts("#subscriptions tbody th"), ["accounting"]);
-    // The schema posted here and those the kiosk fleet registers as it starts.
-    let mut schemas: Vec<String> = civiclake_kiosk::fleet::bus_schemas()
+    // The schema posted here and those the modules register as they start.
+    let mut schemas: Vec<String> = crate::server::module_bus_schemas()
         .into_iter()
-        .map(|(name, _)| name.to_string())
         .chain(["it.acme.invoice.Paid".to_string()])
         .collect();
     schemas.sort();

@@ -346,9 +346,8 @@ fn openapi_health_metrics_and_tables() {
         .unwrap()
         .text()
         .unwrap();
-    // This test's 10 rows, and what the kiosk module wrote as it started: its service
-    // catalog's events and its bus events' schemas (the bus catalog's events).
-    let (_, started) = crate::server::fleet_at_start();
+    // This test's 10 rows, and what the modules wrote as they started (`modules_at_start`).
+    let (_, started) = crate::server::modules_at_start();
     assert!(
         metrics.contains(&format!("civiclake_rows_written_total {}\n", 10 + started)),
         "{metrics}"
@@ -389,7 +388,17 @@ fn openapi_health_metrics_and_tables() {
             "bus_dead_letters",
             "bus_deliveries",
             "bus_events",
+            "council_act_records",
+            "council_act_steps",
+            "council_agenda_items",
+            "council_attendance_records",
+            "council_ballots",
             "council_events",
+            "council_fee_policy",
+            "council_fee_rates",
+            "council_members",
+            "council_session_records",
+            "council_votes",
             "kiosk_availability_daily",
             "kiosk_channel_collections",
             "kiosk_events",

@@ -6,6 +6,7 @@ mod auth;
 mod browser;
 mod bus;
 mod cli;
+mod council;
 mod dashboards;
 mod durability;
 mod http_api;

@@ -331,28 +331,35 @@ table = "traffic"
 #[test]
 fn http_writes_get_503_with_retry_after_while_the_buffer_is_saturated() {
     let dir = tempfile::tempdir().unwrap();
+    // Room for what the modules write as they start (each write is admitted while no more
+    // rows than the limit wait), then for 40 of this test's rows.
     let server = TestServer::start(
         dir.path(),
         &[
-            ("CIVICLAKE_BACKPRESSURE__MAX_BUFFERED_ROWS", "3"),
+            ("CIVICLAKE_BACKPRESSURE__MAX_BUFFERED_ROWS", "40"),
             ("CIVICLAKE_FLUSH__MAX_AGE", "1h"),
         ],
     );
-    // What the modules write as they start (the bus catalog, the kiosk fleet's) is flushed
+    // What the modules write as they start (bus schemas, the kiosk catalog, the council.s settings) is flushed
     // first: the buffer then holds only this test's rows.
     let r = TestServer::client()
         .post(format!("{}/api/v1/admin/flush", server.url))
         .send()
         .expect("flush");
     assert!(r.status().is_success(), "{}", r.status());
-    server.write_lp(
-        "air",
-        "air,sensor=a v=1 1767225600000000000\nair,sensor=a v=2 1767225601000000000\nair,sensor=a v=3 1767225602000000000\nair,sensor=a v=4 1767225603000000000",
-    );
+    let rows: Vec<String> = (0..41)
+        .map(|i| {
+            format!(
+                "air,sensor=a v={i} {}",
+                1_767_225_600_000_000_000i64 + i * 1_000_000_000
+            )
+        })
+        .collect();
+    server.write_lp("air", &rows.join("\n"));
     let r = TestServer::client()
         .post(format!("{}/api/v1/write?table=air", server.url))
         .header("content-type", "text/plain")
-        .body("air,sensor=a v=5 1767225604000000000")
+        .body("air,sensor=a v=41 1767225641000000000")
         .send()
         .expect("write");
     assert_eq!(r.status(), 503);
@@ -361,15 +368,15 @@ fn http_writes_get_503_with_retry_after_while_the_buffer_is_saturated() {
         Some("1")
     );
     let body = r.text().unwrap_or_default();
-    assert!(body.contains("4 rows wait for a flush"), "{body}");
+    assert!(body.contains("41 rows wait for a flush"), "{body}");
     // A flush makes room again.
     let r = TestServer::client()
         .post(format!("{}/api/v1/admin/flush", server.url))
         .send()
         .expect("flush");
     assert!(r.status().is_success(), "{}", r.text().unwrap_or_default());
-    server.write_lp("air", "air,sensor=a v=5 1767225604000000000");
-    assert_eq!(server.scalar("SELECT count(*) FROM air"), 5.0);
+    server.write_lp("air", "air,sensor=a v=41 1767225641000000000");
+    assert_eq!(server.scalar("SELECT count(*) FROM air"), 42.0);
 }
 
 /// Every shipped role against the MQTT broker: only roles with topic grants connect, and a

@@ -354,11 +354,17 @@ async fn a_module_appends_reads_queries_publishes_and_rebuilds_after_a_restart()
             .map(Module::name),
         Some("lab")
     );
-    // Every module's events table answers SQL right after start, with no rows (each asked
-    // by its own module: a module's queries see its own tables and the shared data tables);
-    // the bus's catalog holds the three schemas registered above.
+    // Every module's events table answers SQL right after start, with no rows but what the
+    // modules store as they start (each asked by its own module: a module's queries see its
+    // own tables and the shared data tables); the bus's catalog holds the three schemas
+    // registered above.
     for (module, table, rows) in [
-        ("council", "council_events", 0),
+        // The council's settings: the fee policy and the signature rules.
+        (
+            "council",
+            "council_events",
+            crate::server::COUNCIL_SETTINGS as i64,
+        ),
         ("school", "school_events", 0),
         // The fleet's default service catalog, one event per service.
         (
@@ -366,11 +372,11 @@ async fn a_module_appends_reads_queries_publishes_and_rebuilds_after_a_restart()
             "kiosk_events",
             civiclake_kiosk::fleet::registry::default_catalog().len() as i64,
         ),
-        // The kiosk fleet's bus schemas among them.
+        // The modules' bus schemas among them.
         (
             "bus",
             "bus_catalog_events",
-            3 + civiclake_kiosk::fleet::bus_schemas().len() as i64,
+            3 + crate::server::module_bus_schemas().len() as i64,
         ),
         ("lab", "lab_events", 0),
     ] {
@@ -601,7 +607,7 @@ async fn a_module_appends_reads_queries_publishes_and_rebuilds_after_a_restart()
             "SELECT count(*) FROM council_events"
         )
         .await,
-        0
+        crate::server::COUNCIL_SETTINGS as i64
     );
     let conflict = platform
         .append_events(

@@ -210,13 +210,30 @@ pub(crate) fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -
     }
 }
 
-/// What every server's kiosk fleet adds to a fresh lake as it starts: its tables, and the
-/// rows it writes then (its service catalog's events in `kiosk_events`, its bus schemas in
-/// `bus_catalog_events`).
-pub(crate) fn fleet_at_start() -> (usize, usize) {
+/// The council's settings stored at its first start: the fee policy and the signature
+/// rules (events of `council_events`).
+pub(crate) const COUNCIL_SETTINGS: usize = 2;
+
+/// What every server's modules add to a fresh lake as they start: the kiosk fleet's and
+/// the council's tables, and the rows they write then: the kiosk's service catalog (events
+/// in `kiosk_events`), the council's settings (in `council_events`, with the fee policy's
+/// row in `council_fee_policy`), and both modules' bus schemas (in `bus_catalog_events`).
+pub(crate) fn modules_at_start() -> (usize, usize) {
     (
-        civiclake_kiosk::fleet::tables::tables().len(),
+        civiclake_kiosk::fleet::tables::tables().len() + civiclake_council::tables::tables().len(),
         civiclake_kiosk::fleet::registry::default_catalog().len()
-            + civiclake_kiosk::fleet::bus_schemas().len(),
+            + civiclake_kiosk::fleet::bus_schemas().len()
+            + civiclake_council::service::bus_schemas().len()
+            + COUNCIL_SETTINGS
+            + 1,
     )
+}
+
+/// The bus schemas the modules register as they start.
+pub(crate) fn module_bus_schemas() -> Vec<String> {
+    civiclake_kiosk::fleet::bus_schemas()
+        .into_iter()
+        .chain(civiclake_council::service::bus_schemas())
+        .map(|(name, _)| name.to_string())
+        .collect()
 }

@@ -65,9 +65,9 @@ fn home_page_lists_the_tables_with_exact_counts() {
     assert!(html.contains(r#"<td class="num rows">3</td>"#), "{html}");
     // Lake totals: air's 1,500 rows and traffic's 2 in files, traffic's last row in memory.
     // air, traffic, `_checkpoints`, `_dead_letters`, the four modules' events tables and the
-    // bus's log, deliveries and dead letters (empty), and the kiosk fleet's tables; the rows
-    // the kiosk module wrote as it started (its catalog's events, its bus schemas).
-    let (fleet_tables, started) = crate::server::fleet_at_start();
+    // bus's log, deliveries and dead letters (empty), and the kiosk fleet's and the council's
+    // tables; the rows the modules wrote as they started (`modules_at_start`).
+    let (fleet_tables, started) = crate::server::modules_at_start();
     assert!(
         html.contains(&format!(
             r#"<dd id="total-tables">{}</dd>"#,
@@ -162,9 +162,9 @@ fn an_empty_lake_shows_how_to_write_a_first_row() {
         "{html}"
     );
     // Only the platform's own tables: `_checkpoints`, `_dead_letters`, the four events tables,
-    // the bus's three and the kiosk fleet's; the only rows are what the kiosk module wrote as
-    // it started (its catalog's events, its bus schemas).
-    let (fleet_tables, started) = crate::server::fleet_at_start();
+    // the bus's three, the kiosk fleet's and the council's; the only rows are what the modules
+    // wrote as they started (`modules_at_start`).
+    let (fleet_tables, started) = crate::server::modules_at_start();
     assert!(
         html.contains(&format!(
             r#"<dd id="total-tables">{}</dd>"#,

@@ -26,6 +26,7 @@ mod module;
 mod platform;
 mod predicate;
 mod router;
+pub mod rows;
 mod schema;
 mod topic;
 

@@ -67,9 +67,13 @@ pub enum Error {
     /// A pipeline or alert definition is invalid.
     #[error("pipelines: {0}")]
     Pipelines(#[from] civiclake_pipelines::Error),
-    /// A Kafka source cannot start.
+    /// The kiosk fleet cannot start.
     #[error("kiosk fleet: {0}")]
     KioskFleet(#[from] civiclake_kiosk::fleet::FleetServiceError),
+    /// The council module cannot start (its views, its events).
+    #[error("council: {0}")]
+    Council(#[from] civiclake_council::CouncilServiceError),
+    /// A Kafka source cannot start.
     #[error("Kafka source: {0}")]
     Kafka(#[from] kafka::KafkaError),
     /// An external MQTT source cannot start.
@@ -142,6 +146,7 @@ pub struct Server {
     pipelines: civiclake_pipelines::Pipelines,
     pg: Option<civiclake_wire::PgServer>,
     flight: Option<civiclake_wire::FlightServer>,
+    council: Option<civiclake_council::Council>,
 }
 
 /// Alert events go on the bus (once it runs).
@@ -216,10 +221,47 @@ async fn start_fleet(
     Ok(fleet::Fleet::start(platform, config).await?)
 }
 
+/// Starts the council module: its tables and views (`sql/council/*.sql`), the schemas of
+/// its bus events, its state replayed from `council_events`.
+async fn start_council(
+    platform: Arc<dyn Platform>,
+    lake: &Arc<Lake>,
+    engine: &QueryEngine,
+    bus: Option<&civiclake_bus::Bus>,
+) -> Result<civiclake_council::Council, Error> {
+    use civiclake_council::{CouncilServiceError, service, tables};
+    for (name, schema) in tables::tables() {
+        lake.ensure_table(name, &schema)?;
+    }
+    for view in tables::views().map_err(CouncilServiceError::Internal)? {
+        engine.register_view(
+            &view.name,
+            civiclake_query::ViewDef {
+                sql: view.sql,
+                tables: view.tables,
+                description: view.description,
+            },
+        )?;
+    }
+    if let Some(bus) = bus {
+        for (ty, schema) in service::bus_schemas() {
+            if bus.with_registry(|r| r.latest(ty).is_none()) {
+                bus.register_schema("civiclake", ty, schema).await?;
+            }
+        }
+    }
+    Ok(
+        civiclake_council::Council::start(platform, civiclake_council::CouncilConfig::default())
+            .await?,
+    )
+}
+
 /// The module whose events table keeps the bus catalog.
 const BUS_MODULE: &str = "bus";
 /// The module holding the kiosk siting optimiser.
 const KIOSK_MODULE: &str = "kiosk";
+/// The council committees module.
+const COUNCIL_MODULE: &str = "council";
 
 /// The bus's counters on `/metrics`.
 #[derive(Debug)]
@@ -515,6 +557,20 @@ impl Server {
             }
             None => (None, None, None),
         };
+        let council = match module_events.get(COUNCIL_MODULE) {
+            Some(events) => {
+                let platform: Arc<dyn Platform> = Arc::new(ModulePlatform {
+                    events: events.clone(),
+                    lake: lake.clone(),
+                    engine: engine.clone(),
+                    router: router.clone(),
+                    modules: modules.clone(),
+                    bus: bus_cell.clone(),
+                });
+                Some(start_council(platform, &lake, &engine, bus.as_ref()).await?)
+            }
+            None => None,
+        };
         let state = AppState {
             auth,
             lake: lake.clone(),
@@ -682,7 +738,13 @@ impl Server {
             pipelines,
             pg,
             flight,
+            council,
         })
+    }
+
+    /// The council committees module (absent when no `council` module is registered).
+    pub fn council(&self) -> Option<&civiclake_council::Council> {
+        self.council.as_ref()
     }
 
     /// The address of the PostgreSQL protocol endpoint, when it runs.

@@ -566,7 +566,7 @@ impl Fleet {
             }
             text.truncate(cut);
         }
-        let mut rows = Rows::new(tables::REFUSED);
+        let mut rows = tables::rows(tables::REFUSED);
         rows.push(&[
             V::T(now_micros()),
             V::S(Some(kiosk)),
@@ -643,7 +643,7 @@ impl Fleet {
         for c in changes {
             by_kiosk.entry(change_kiosk(c)).or_default().push(c);
         }
-        let mut rows = Rows::new(tables::STATUS_CHANGES);
+        let mut rows = tables::rows(tables::STATUS_CHANGES);
         for (kiosk, changes) in by_kiosk {
             let events = changes
                 .iter()
@@ -761,7 +761,7 @@ impl Fleet {
         if due.is_empty() {
             return Ok(());
         }
-        let mut rows = Rows::new(tables::HEARTBEATS);
+        let mut rows = tables::rows(tables::HEARTBEATS);
         for key in &due {
             if let Some(m) = state.minutes.get(key) {
                 rows.push(&[
@@ -793,7 +793,7 @@ impl Fleet {
             }
             return Ok(());
         };
-        let mut rows = Rows::new(tables::AVAILABILITY);
+        let mut rows = tables::rows(tables::AVAILABILITY);
         while let Some((start, end)) = day_of(day) {
             if end > now {
                 break;
@@ -900,8 +900,8 @@ impl Fleet {
 
     /// Writes checked transactions (one batch per table).
     async fn store_transactions(&self, txs: &[CheckedTransaction], via: Via) -> Result<()> {
-        let mut rows = Rows::new(tables::TRANSACTIONS);
-        let mut notices = Rows::new(tables::NOTICES);
+        let mut rows = tables::rows(tables::TRANSACTIONS);
+        let mut notices = tables::rows(tables::NOTICES);
         for c in txs {
             let t = &c.tx;
             let time = t.time.timestamp_micros();
@@ -1004,7 +1004,7 @@ impl Fleet {
     }
 
     async fn registry_row(&self, k: &Kiosk, retired: bool) -> Result<()> {
-        let mut rows = Rows::new(tables::REGISTRY);
+        let mut rows = tables::rows(tables::REGISTRY);
         let peripherals: Vec<&str> = k.peripherals.iter().map(|p| p.kind.as_str()).collect();
         rows.push(&[
             V::T(now_micros()),
@@ -1146,7 +1146,7 @@ impl Fleet {
 
     /// Imports the other channels' monthly collections (for the kiosks' share).
     pub async fn import_collections(&self, rows: &[Collection]) -> Result<usize> {
-        let mut out = Rows::new(tables::COLLECTIONS);
+        let mut out = tables::rows(tables::COLLECTIONS);
         for (i, c) in rows.iter().enumerate() {
             let field = |f: &str| format!("[{i}].{f}");
             let month = NaiveDate::parse_from_str(&format!("{}-01", c.month.trim()), "%Y-%m-%d")
@@ -1217,7 +1217,7 @@ impl Fleet {
                 .into());
             }
             let catalog: Vec<Service> = state.catalog.values().cloned().collect();
-            let mut rows = Rows::new(tables::STATUS_CHANGES);
+            let mut rows = tables::rows(tables::STATUS_CHANGES);
             for k in kiosks {
                 k.check(&catalog)?;
                 let mut reg = NewEvent::new(event::REGISTERED, 1, "demo", json!(k));
@@ -1246,7 +1246,7 @@ impl Fleet {
                 }
             }
             for k in kiosks {
-                let mut r = Rows::new(tables::REGISTRY);
+                let mut r = tables::rows(tables::REGISTRY);
                 let peripherals: Vec<&str> =
                     k.peripherals.iter().map(|p| p.kind.as_str()).collect();
                 r.push(&[

@@ -3,12 +3,8 @@
 //! Every table follows the lake's conventions: a `time` column, tags (dictionary strings)
 //! and fields. The views are the module's statistics; the dashboard `kiosk` reads them.
 
-use arrow::array::{
-    ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray,
-    StringDictionaryBuilder, TimestampMicrosecondArray,
-};
-use arrow::datatypes::{DataType, Int32Type, Schema, SchemaRef};
-use civiclake_core::{ColumnRole, field_column, role_of, tag_column, time_column};
+use arrow::datatypes::{DataType, Schema, SchemaRef};
+use civiclake_core::{field_column, tag_column, time_column};
 use std::sync::Arc;
 
 /// One row per transaction (its `time` is when the kiosk says it started).
@@ -152,103 +148,11 @@ pub(crate) fn schema_of(table: &str) -> SchemaRef {
         .unwrap_or_else(|| Arc::new(Schema::empty()))
 }
 
-/// A value of a row, in the order of the table's columns.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum V<'a> {
-    /// The time, µs UTC.
-    T(i64),
-    /// A tag or a string field.
-    S(Option<&'a str>),
-    I(Option<i64>),
-    F(Option<f64>),
-    B(Option<bool>),
-}
+pub(crate) use civiclake_core::rows::{Rows, V};
 
-enum Col {
-    Time(Vec<i64>),
-    Tag(Box<StringDictionaryBuilder<Int32Type>>),
-    Str(Vec<Option<String>>),
-    I64(Vec<Option<i64>>),
-    F64(Vec<Option<f64>>),
-    Bool(Vec<Option<bool>>),
-}
-
-/// Builds a batch of one of [`tables`] row by row.
-pub(crate) struct Rows {
-    schema: SchemaRef,
-    cols: Vec<Col>,
-    len: usize,
-}
-
-impl Rows {
-    pub(crate) fn new(table: &str) -> Self {
-        let schema = schema_of(table);
-        let cols = schema
-            .fields()
-            .iter()
-            .map(|field| match (role_of(field), field.data_type()) {
-                (ColumnRole::Time, _) => Col::Time(Vec::new()),
-                (ColumnRole::Tag, _) => Col::Tag(Box::default()),
-                (_, DataType::Int64) => Col::I64(Vec::new()),
-                (_, DataType::Float64) => Col::F64(Vec::new()),
-                (_, DataType::Boolean) => Col::Bool(Vec::new()),
-                _ => Col::Str(Vec::new()),
-            })
-            .collect();
-        Self {
-            schema,
-            cols,
-            len: 0,
-        }
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Adds a row; a value of the wrong kind for its column is stored as null (a bug the
-    /// unit tests catch, never a panic).
-    pub(crate) fn push(&mut self, row: &[V<'_>]) {
-        for (col, v) in self.cols.iter_mut().zip(row.iter().copied()) {
-            match (col, v) {
-                (Col::Time(c), V::T(t)) => c.push(t),
-                (Col::Time(c), _) => c.push(0),
-                (Col::Tag(c), V::S(s)) => c.append_option(s),
-                (Col::Tag(c), _) => c.append_null(),
-                (Col::Str(c), V::S(s)) => c.push(s.map(str::to_string)),
-                (Col::Str(c), _) => c.push(None),
-                (Col::I64(c), V::I(i)) => c.push(i),
-                (Col::I64(c), _) => c.push(None),
-                (Col::F64(c), V::F(x)) => c.push(x),
-                (Col::F64(c), _) => c.push(None),
-                (Col::Bool(c), V::B(b)) => c.push(b),
-                (Col::Bool(c), _) => c.push(None),
-            }
-        }
-        self.len += 1;
-    }
-
-    /// The rows as a batch (and an empty builder for more).
-    pub(crate) fn finish(&mut self) -> Result<RecordBatch, String> {
-        let columns: Vec<ArrayRef> = self
-            .cols
-            .iter_mut()
-            .map(|c| -> ArrayRef {
-                match c {
-                    Col::Time(v) => Arc::new(
-                        TimestampMicrosecondArray::from(std::mem::take(v)).with_timezone("UTC"),
-                    ),
-                    Col::Tag(b) => Arc::new(b.finish()),
-                    Col::Str(v) => Arc::new(StringArray::from(std::mem::take(v))),
-                    Col::I64(v) => Arc::new(Int64Array::from(std::mem::take(v))),
-                    Col::F64(v) => Arc::new(Float64Array::from(std::mem::take(v))),
-                    Col::Bool(v) => Arc::new(BooleanArray::from(std::mem::take(v))),
-                }
-            })
-            .collect();
-        self.len = 0;
-        RecordBatch::try_new(self.schema.clone(), columns).map_err(|e| e.to_string())
-    }
+/// A row builder for `table`, one of [`tables`].
+pub(crate) fn rows(table: &str) -> Rows {
+    Rows::new(schema_of(table))
 }
 
 /// A view of the module: its name, SQL, the tables it reads and what it answers.
@@ -372,7 +276,7 @@ mod tests {
 
     #[test]
     fn rows_fill_every_column_of_the_table() {
-        let mut rows = Rows::new(AVAILABILITY);
+        let mut rows = rows(AVAILABILITY);
         rows.push(&[
             V::T(1_000),
             V::S(Some("K01")),
@@ -389,7 +293,7 @@ mod tests {
         let open = batch
             .column(2)
             .as_any()
-            .downcast_ref::<Float64Array>()
+            .downcast_ref::<arrow::array::Float64Array>()
             .expect("f64");
         assert_eq!(open.value(0), 600.0);
         assert!(open.is_null(1));
