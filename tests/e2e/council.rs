@@ -867,3 +867,528 @@ async fn a_month_of_committees_in_views_fees_and_a_rebuilt_state() {
     assert_eq!(rebuilt, live);
     server.stop().await.expect("stop");
 }
+
+/// A request against the server: method, path, token, body, If-Match; gives the status,
+/// the JSON body and the ETag.
+struct Http<'a> {
+    server: &'a crate::server::TestServer,
+    client: reqwest::blocking::Client,
+}
+
+impl Http<'_> {
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<serde_json::Value>,
+        if_match: Option<&str>,
+    ) -> (u16, serde_json::Value, Option<String>) {
+        let url = format!("{}{path}", self.server.url);
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("a method");
+        let mut r = self.client.request(method, url);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        if let Some(m) = if_match {
+            r = r.header("if-match", m);
+        }
+        let resp = r.send().expect("a response");
+        let status = resp.status().as_u16();
+        let etag = resp
+            .headers()
+            .get("etag")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let text = resp.text().unwrap_or_default();
+        let value = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+        (status, value, etag)
+    }
+}
+
+#[test]
+fn a_proposal_from_filing_to_enforceability_through_the_http_api() {
+    use crate::auth::{last_line, token_cmd};
+    use serde_json::json;
+    let dir = tempfile::tempdir().unwrap();
+    let clerk = last_line(&token_cmd(
+        dir.path(),
+        &["create", "--role", "council-secretariat"],
+    ));
+    let a04 = last_line(&token_cmd(
+        dir.path(),
+        &["create", "--role", "councillor", "--subject", "a04"],
+    ));
+    let a05 = last_line(&token_cmd(
+        dir.path(),
+        &["create", "--role", "councillor", "--subject", "a05"],
+    ));
+    let analyst = last_line(&token_cmd(dir.path(), &["create", "--role", "analyst"]));
+    let server = crate::server::TestServer::start_secure(dir.path(), &[]);
+    let http = Http {
+        server: &server,
+        client: crate::server::TestServer::client(),
+    };
+    let clerk = Some(clerk.as_str());
+    let ok = |(s, v, _): (u16, serde_json::Value, Option<String>), want: u16| {
+        assert_eq!(s, want, "{v}");
+        v
+    };
+
+    for (n, (id, group)) in [
+        ("a04", "Fratelli d'Italia"),
+        ("a05", "Fratelli d'Italia"),
+        ("a01", "Partito Democratico"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let body = json!({"id": id, "name": format!("Consigliere {id}"), "fiscal_code": fiscal_code(n as u32),
+            "group": group, "term": "2024-2029", "from": "2024-06-24"});
+        ok(
+            http.call(
+                "PUT",
+                &format!("/api/v1/council/councillors/{id}"),
+                clerk,
+                Some(body),
+                None,
+            ),
+            200,
+        );
+    }
+    // Field-level validation: the bad fiscal code, the unknown field.
+    let (s, v, _) = http.call(
+        "PUT",
+        "/api/v1/council/councillors/x1",
+        clerk,
+        Some(json!({"id": "x1", "name": "X", "fiscal_code": "RSSMRA80A01G999X", "group": "G", "term": "t", "from": "2024-06-24"})),
+        None,
+    );
+    assert_eq!((s, v["field"].as_str()), (400, Some("fiscal_code")), "{v}");
+    let (s, v, _) = http.call(
+        "PUT",
+        "/api/v1/council/councillors/x1",
+        clerk,
+        Some(json!({"id": "x1", "name": "X", "fiscal_code": "RSSMRA80A01G999X", "group": "G", "term": "t", "from": "2024-06-24", "colour": "red"})),
+        None,
+    );
+    assert_eq!(s, 400, "{v}");
+    assert!(v["error"].as_str().unwrap_or("").contains("colour"), "{v}");
+    // A councillor may not run committees.
+    let (s, _, _) = http.call(
+        "PUT",
+        "/api/v1/council/committees/c1",
+        Some(&a04),
+        Some(json!({})),
+        None,
+    );
+    assert_eq!(s, 403);
+    ok(
+        http.call(
+            "PUT",
+            "/api/v1/council/committees/c1",
+            clerk,
+            Some(json!({"id": "c1", "name": "Bilancio", "kind": "permanent", "term": "2024-2029", "from": "2024-07-01"})),
+            None,
+        ),
+        200,
+    );
+    for who in ["a01", "a04", "a05"] {
+        ok(
+            http.call(
+                "POST",
+                "/api/v1/council/committees/c1/members",
+                clerk,
+                Some(json!({"councillor": who, "role": "member", "from": "2024-07-01"})),
+                None,
+            ),
+            201,
+        );
+    }
+
+    // A councillor drafts a motion as its first signer (not as someone else), invites a
+    // colleague, who signs; the draft is not public yet.
+    let motion = json!({"id": "m1", "kind": "motion", "subject": "Piste ciclabili", "initiative": "councillors", "first_signer": "a04"});
+    let (s, _, _) = http.call(
+        "POST",
+        "/api/v1/council/acts",
+        Some(&a05),
+        Some(motion.clone()),
+        None,
+    );
+    assert_eq!(s, 403);
+    let v = ok(
+        http.call(
+            "POST",
+            "/api/v1/council/acts",
+            Some(&a04),
+            Some(motion),
+            None,
+        ),
+        201,
+    );
+    assert_eq!(v["status"], "DRAFT");
+    assert_eq!(v["next"], json!(["FILED", "WITHDRAWN", "LAPSED"]));
+    let (s, _, _) = http.call("GET", "/api/v1/council/acts/m1", None, None, None);
+    assert_eq!(s, 404, "a draft is not public");
+    ok(
+        http.call(
+            "POST",
+            "/api/v1/council/acts/m1/invitations",
+            Some(&a04),
+            Some(json!({"councillor": "a05"})),
+            None,
+        ),
+        201,
+    );
+    let (s, _, _) = http.call(
+        "POST",
+        "/api/v1/council/acts/m1/signatures",
+        Some(&a04),
+        Some(json!({"councillor": "a05"})),
+        None,
+    );
+    assert_eq!(s, 403, "nobody signs for another");
+    let (_, v, etag) = http.call(
+        "POST",
+        "/api/v1/council/acts/m1/signatures",
+        Some(&a05),
+        Some(json!({"councillor": "a05"})),
+        None,
+    );
+    assert_eq!(v["signatures"]["a05"], "signed", "{v}");
+    assert_eq!(etag.as_deref(), Some("\"3\""));
+    // Filed by its first signer; a stale If-Match is a 409 naming the version.
+    let (s, v, _) = http.call(
+        "POST",
+        "/api/v1/council/acts/m1/steps",
+        Some(&a04),
+        Some(json!({"to": "FILED"})),
+        Some("\"2\""),
+    );
+    assert_eq!((s, &v["details"]["version"]), (409, &json!(3)), "{v}");
+    let v = ok(
+        http.call(
+            "POST",
+            "/api/v1/council/acts/m1/steps",
+            Some(&a04),
+            Some(json!({"to": "FILED"})),
+            Some("\"3\""),
+        ),
+        201,
+    );
+    assert_eq!(v["label"], "motion 1/2026");
+    // ... but the council's decision is not a councillor's step.
+    let (s, _, _) = http.call(
+        "POST",
+        "/api/v1/council/acts/m1/steps",
+        Some(&a04),
+        Some(json!({"to": "ON_COUNCIL_AGENDA"})),
+        None,
+    );
+    assert_eq!(s, 403);
+
+    // The Giunta's proposal: from DRAFT to ENFORCEABLE.
+    ok(
+        http.call(
+            "POST",
+            "/api/v1/council/acts",
+            clerk,
+            Some(json!({"id": "p1", "kind": "proposal", "subject": "Regolamento del verde", "initiative": "giunta", "office": "Ambiente"})),
+            None,
+        ),
+        201,
+    );
+    let step = |to: &str, extra: serde_json::Value| {
+        let mut b = json!({"to": to});
+        if let (Some(o), Some(e)) = (b.as_object_mut(), extra.as_object()) {
+            o.extend(e.clone());
+        }
+        http.call(
+            "POST",
+            "/api/v1/council/acts/p1/steps",
+            clerk,
+            Some(b),
+            None,
+        )
+    };
+    ok(step("OPINIONS", json!({})), 201);
+    // A refused step names the current status and what is allowed.
+    let (s, v, _) = step("APPROVED", json!({}));
+    assert_eq!(s, 409, "{v}");
+    assert_eq!(
+        v["details"],
+        json!({"current": "OPINIONS", "requested": "APPROVED", "allowed": ["FILED", "WITHDRAWN", "LAPSED"]})
+    );
+    let (s, v, _) = step("FILED", json!({}));
+    assert_eq!(s, 409);
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("technical opinion"),
+        "{v}"
+    );
+    ok(
+        http.call(
+            "POST",
+            "/api/v1/council/acts/p1/opinions",
+            clerk,
+            Some(json!({"kind": "technical", "favourable": true, "by": "Dirigente Ambiente"})),
+            None,
+        ),
+        201,
+    );
+    ok(step("FILED", json!({})), 201);
+    ok(
+        step(
+            "ASSIGNED_TO_COMMITTEE",
+            json!({"committee": "c1", "role": "lead"}),
+        ),
+        201,
+    );
+    let (s, v, _) = step(
+        "ASSIGNED_TO_COMMITTEE",
+        json!({"committee": "c1", "role": "chief"}),
+    );
+    assert_eq!((s, v["field"].as_str()), (400, Some("role")), "{v}");
+
+    // The committee's session: agenda, convened, held, attendance, a vote, the outcome.
+    // Everything happens in the next few minutes (a step is refused more than 5 minutes
+    // ahead of the clock): the session sits a minute from now, for a minute.
+    let now = Utc::now();
+    let minutes = |m| now + chrono::Duration::minutes(m);
+    let start = minutes(1);
+    ok(
+        http.call(
+            "POST",
+            "/api/v1/council/sessions",
+            clerk,
+            Some(json!({"id": "s1", "committee": "c1", "first_call": start, "place": "Sala consiliare", "public": true})),
+            None,
+        ),
+        201,
+    );
+    let v = ok(
+        http.call(
+            "POST",
+            "/api/v1/council/sessions/s1/items",
+            clerk,
+            Some(json!({"kind": "act_examination", "title": "Regolamento", "acts": ["p1"]})),
+            None,
+        ),
+        201,
+    );
+    assert_eq!(v["items"][0]["late"], false);
+    ok(
+        http.call(
+            "POST",
+            "/api/v1/council/sessions/s1/convene",
+            clerk,
+            None,
+            None,
+        ),
+        200,
+    );
+    ok(
+        http.call(
+            "POST",
+            "/api/v1/council/sessions/s1/held",
+            clerk,
+            Some(json!({"started": start, "ended": minutes(2)})),
+            None,
+        ),
+        200,
+    );
+    for (who, presence) in [("a01", "present"), ("a04", "present"), ("a05", "absent")] {
+        let mode = (presence == "present").then_some("physical");
+        ok(
+            http.call(
+                "POST",
+                "/api/v1/council/sessions/s1/attendance",
+                clerk,
+                Some(json!({"councillor": who, "presence": presence, "mode": mode})),
+                None,
+            ),
+            200,
+        );
+    }
+    let v = ok(
+        http.call(
+            "POST",
+            "/api/v1/council/sessions/s1/votes",
+            clerk,
+            Some(json!({"item": 1, "kind": "roll_call", "votes": {"a01": "yes", "a04": "no"}})),
+            None,
+        ),
+        201,
+    );
+    // 3 voting members: the quorum is 2, and 2 were present.
+    assert_eq!(v["votes"][0]["quorum"], 2);
+    assert_eq!(v["votes"][0]["outcome"], "rejected");
+    ok(
+        http.call(
+            "POST",
+            "/api/v1/council/sessions/s1/items/1/outcome",
+            clerk,
+            Some(json!({"outcome": "FAVOURABLE_WITH_AMENDMENTS"})),
+            None,
+        ),
+        200,
+    );
+    let (s, v, _) = http.call(
+        "POST",
+        "/api/v1/council/sessions/s1/items/1/outcome",
+        clerk,
+        Some(json!({"outcome": "FAVOURABLE"})),
+        None,
+    );
+    assert_eq!(s, 409, "{v}");
+
+    // The council: on its agenda, approved, published, enforceable.
+    ok(step("ON_COUNCIL_AGENDA", json!({"at": minutes(3)})), 201);
+    ok(
+        step(
+            "APPROVED",
+            json!({"at": minutes(3), "resolution_number": "DCC 7/2026"}),
+        ),
+        201,
+    );
+    ok(
+        step("IMMEDIATELY_ENFORCEABLE", json!({"at": minutes(3)})),
+        201,
+    );
+    ok(step("PUBLISHED", json!({"at": minutes(4)})), 201);
+    let v = ok(step("ENFORCEABLE", json!({"at": minutes(4)})), 201);
+    assert_eq!(v["status"], "ENFORCEABLE");
+    assert_eq!(v["next"], json!([]));
+    let path: Vec<&str> = v["steps"]
+        .as_array()
+        .map(|s| s.iter().filter_map(|x| x["to"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        path,
+        [
+            "OPINIONS",
+            "FILED",
+            "ASSIGNED_TO_COMMITTEE",
+            "ON_COMMITTEE_AGENDA",
+            "FAVOURABLE_WITH_AMENDMENTS",
+            "ON_COUNCIL_AGENDA",
+            "APPROVED",
+            "IMMEDIATELY_ENFORCEABLE",
+            "PUBLISHED",
+            "ENFORCEABLE"
+        ]
+    );
+
+    // Anyone reads what is public, as Open Civic Data too.
+    let v = ok(
+        http.call("GET", "/api/v1/council/acts", None, None, None),
+        200,
+    );
+    let ids: Vec<&str> = v
+        .as_array()
+        .map(|a| a.iter().filter_map(|x| x["id"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(ids, ["m1", "p1"]);
+    let v = ok(
+        http.call("GET", "/api/v1/council/ocd/bills/p1", None, None, None),
+        200,
+    );
+    assert_eq!(v["id"], "ocd-bill/civiclake-p1");
+    assert_eq!(v["identifier"], "1/2026");
+    let classes: Vec<&str> = v["actions"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .flat_map(|x| x["classification"].as_array().into_iter().flatten())
+                .filter_map(|c| c.as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(
+        classes,
+        [
+            "introduction",
+            "referral-committee",
+            "committee-passage-favorable",
+            "amendment-passage",
+            "passage",
+            "became-law",
+            "became-law"
+        ]
+    );
+    assert_eq!(v["votes"], json!(["ocd-vote/civiclake-s1-1"]));
+    let v = ok(
+        http.call("GET", "/api/v1/council/ocd/votes", None, None, None),
+        200,
+    );
+    assert_eq!(v["results"][0]["result"], "fail");
+    assert_eq!(
+        v["results"][0]["counts"][0],
+        json!({"option": "yes", "value": 1})
+    );
+    let v = ok(
+        http.call("GET", "/api/v1/council/ocd/events", None, None, None),
+        200,
+    );
+    assert_eq!(v["results"][0]["status"], "passed");
+    assert_eq!(
+        v["results"][0]["agenda"][0]["related_entities"][0]["entity_id"],
+        "ocd-bill/civiclake-p1"
+    );
+    // Councillors' fiscal codes are the secretariat's only.
+    let v = ok(
+        http.call("GET", "/api/v1/council/councillors", None, None, None),
+        200,
+    );
+    assert!(v[0].get("fiscal_code").is_none(), "{v}");
+    let v = ok(
+        http.call("GET", "/api/v1/council/councillors", clerk, None, None),
+        200,
+    );
+    assert!(v[0]["fiscal_code"].is_string(), "{v}");
+    // Fees: a councillor sees their own only; an analyst none.
+    let v = ok(
+        http.call("GET", "/api/v1/council/fees", Some(&a04), None, None),
+        200,
+    );
+    assert!(
+        v.as_array()
+            .is_some_and(|a| a.iter().all(|f| f["councillor"] == "a04")),
+        "{v}"
+    );
+    let (s, _, _) = http.call("GET", "/api/v1/council/fees", Some(&analyst), None, None);
+    assert_eq!(s, 403);
+    // And through SQL: the analyst reads the views.
+    let (s, v, _) = http.call(
+        "POST",
+        "/api/v1/query",
+        Some(&analyst),
+        Some(json!({"sql": "SELECT act_id, status FROM council_acts ORDER BY act_id"})),
+        None,
+    );
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        v,
+        json!([{"act_id": "m1", "status": "FILED"}, {"act_id": "p1", "status": "ENFORCEABLE"}])
+    );
+    // Every council route is in the OpenAPI document.
+    let v = ok(
+        http.call("GET", "/api/v1/openapi.json", None, None, None),
+        200,
+    );
+    let paths: Vec<&String> = v["paths"]
+        .as_object()
+        .map(|p| {
+            p.keys()
+                .filter(|k| k.starts_with("/api/v1/council"))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(paths.len(), 34, "{paths:?}");
+}

@@ -16,6 +16,21 @@ pub struct ErrorBody {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     #[schema(value_type = Vec<Object>)]
     pub errors: Vec<RowError>,
+    /// For a refused field of a JSON body: its path (`first_signer`, `votes.a04`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// What else the error says, as data (a refused step: `{current, allowed}`; a stale
+    /// `If-Match`: `{version}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub details: Option<serde_json::Value>,
+}
+
+/// What some errors add: the refused field, data.
+#[derive(Debug, Default)]
+struct Extra {
+    field: Option<String>,
+    details: Option<serde_json::Value>,
 }
 
 /// An error answered to an API client.
@@ -24,6 +39,9 @@ pub struct ApiError {
     class: ErrorClass,
     message: String,
     errors: Vec<RowError>,
+    /// The refused field and the error's data, when it has them (boxed: most errors have
+    /// neither, and `Result<_, ApiError>` stays small).
+    extra: Option<Box<Extra>>,
     status: Option<StatusCode>,
     retry_after_secs: Option<u64>,
 }
@@ -35,9 +53,22 @@ impl ApiError {
             class,
             message: message.into(),
             errors: Vec::new(),
+            extra: None,
             status: None,
             retry_after_secs: None,
         }
+    }
+
+    /// Names the refused field of the request's body.
+    pub fn with_field(mut self, field: impl Into<String>) -> Self {
+        self.extra.get_or_insert_default().field = Some(field.into());
+        self
+    }
+
+    /// Adds what the error says as data.
+    pub fn with_details(mut self, details: serde_json::Value) -> Self {
+        self.extra.get_or_insert_default().details = Some(details);
+        self
     }
 
     /// Adds a `Retry-After` header (seconds) to the answer.
@@ -120,6 +151,8 @@ impl IntoResponse for ApiError {
             Json(ErrorBody {
                 error: self.message,
                 errors: self.errors,
+                field: self.extra.as_ref().and_then(|e| e.field.clone()),
+                details: self.extra.and_then(|e| e.details),
             }),
         )
             .into_response()

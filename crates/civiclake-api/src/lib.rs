@@ -9,6 +9,7 @@
 pub mod auth;
 mod bus;
 mod bus_catalog;
+mod council;
 mod error;
 mod kiosk;
 mod kiosk_fleet;
@@ -62,6 +63,8 @@ pub struct AppState {
     pub kiosk: Option<civiclake_kiosk::Siting>,
     /// The kiosk fleet (None: `/api/v1/kiosk/kiosks...` answers 503).
     pub fleet: Option<civiclake_kiosk::fleet::Fleet>,
+    /// The council committees module (None: `/api/v1/council/...` answers 503).
+    pub council: Option<civiclake_council::Council>,
 }
 
 /// Settings of the HTTP layer.
@@ -85,7 +88,8 @@ pub struct ApiConfig {
         (name = "access", description = "Tokens, roles and signed links"),
         (name = "bus", description = "The interoperability bus: CloudEvents, schemas, subscriptions, replays, dead letters"),
         (name = "pipelines", description = "Continuous pipelines (windows, rollups), alert rules, retention"),
-        (name = "kiosk", description = "The kiosk fleet (registry, service catalog, heartbeats, transactions, availability, other channels' collections) and the siting optimiser (inputs, plans, maps)")
+        (name = "kiosk", description = "The kiosk fleet (registry, service catalog, heartbeats, transactions, availability, other channels' collections) and the siting optimiser (inputs, plans, maps)"),
+        (name = "council", description = "Council committees: councillors, committees and seats, sessions and agendas, acts and their iter, co-signatures, outcomes, attendance, votes, fees; Open Civic Data export")
     )
 )]
 struct ApiDoc;
@@ -170,6 +174,40 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(kiosk_fleet::transaction))
         .routes(routes!(kiosk_fleet::availability))
         .routes(routes!(kiosk_fleet::import_collections))
+        .routes(routes!(council::list_councillors))
+        .routes(routes!(council::put_councillor))
+        .routes(routes!(council::list_committees))
+        .routes(routes!(council::put_committee))
+        .routes(routes!(council::seat_member))
+        .routes(routes!(council::end_seat))
+        .routes(routes!(council::get_settings))
+        .routes(routes!(council::set_fee_rate))
+        .routes(routes!(council::set_fee_policy))
+        .routes(routes!(council::set_signature_rules))
+        .routes(routes!(council::list_acts, council::draft_act))
+        .routes(routes!(council::get_act))
+        .routes(routes!(council::invite))
+        .routes(routes!(council::sign))
+        .routes(routes!(council::unsign))
+        .routes(routes!(council::give_opinion))
+        .routes(routes!(council::take_step))
+        .routes(routes!(council::list_sessions, council::schedule_session))
+        .routes(routes!(council::get_session))
+        .routes(routes!(council::add_item))
+        .routes(routes!(council::convene))
+        .routes(routes!(council::hold))
+        .routes(routes!(council::cancel))
+        .routes(routes!(council::record_outcome))
+        .routes(routes!(council::record_attendance))
+        .routes(routes!(council::record_vote))
+        .routes(routes!(council::attach_media))
+        .routes(routes!(council::fees))
+        .routes(routes!(council::ocd_bills))
+        .routes(routes!(council::ocd_bill))
+        .routes(routes!(council::ocd_events))
+        .routes(routes!(council::ocd_votes))
+        .routes(routes!(council::ocd_people))
+        .routes(routes!(council::ocd_organizations))
 }
 
 /// The router and its OpenAPI document.

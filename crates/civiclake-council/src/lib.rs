@@ -18,6 +18,7 @@ pub mod acts;
 pub mod fees;
 pub mod iter;
 pub mod model;
+pub mod ocd;
 pub mod service;
 pub mod sessions;
 pub mod state;

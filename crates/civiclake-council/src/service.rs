@@ -247,6 +247,11 @@ impl Council {
         Ok(())
     }
 
+    /// Reads the state with `f` (under the service's lock: keep `f` short).
+    pub async fn read<T>(&self, f: impl FnOnce(&State) -> T) -> T {
+        f(&*self.inner.state.lock().await)
+    }
+
     /// A copy of the whole state (for reads and tests).
     pub async fn snapshot(&self) -> State {
         self.inner.state.lock().await.clone()
@@ -1068,7 +1073,11 @@ impl Council {
         )?;
         let position = s.items.iter().map(|i| i.position).max().unwrap_or(0) + 1;
         let committee = s.schedule.committee.clone();
-        let at = caller.now();
+        // An act is on the agenda from the convocation (or from when it is added, if that
+        // is earlier), never before its own last step.
+        let at = caller
+            .at
+            .unwrap_or_else(|| Utc::now().min(s.schedule.first_call));
         let mut steps = Vec::new();
         for (i, id) in req.acts.iter().enumerate() {
             let field = format!("acts[{i}]");
@@ -1093,6 +1102,7 @@ impl Council {
                         item: Some(position),
                         ..StepRequest::default()
                     };
+                    let at = at.max(act.since());
                     steps.push((id.clone(), self.check_step(&state, act, &step_req, at)?));
                 }
                 ItemKind::Question
@@ -1205,6 +1215,12 @@ impl Council {
         if held.ended <= held.started {
             return Err(invalid("ended", "is not after the start"));
         }
+        if held.ended > Utc::now() + chrono::Duration::minutes(5) {
+            return Err(invalid(
+                "ended",
+                "a session is recorded held once it has ended",
+            ));
+        }
         let mut state = self.inner.state.lock().await;
         let s = Self::session(&state, session)?;
         s.check_status(&[SessionStatus::Convened], "holding")?;
@@ -1265,7 +1281,10 @@ impl Council {
                     note: Some(format!("session cancelled: {reason}")),
                     ..StepRequest::default()
                 };
-                steps.push((id.clone(), self.check_step(&state, act, &req, at)?));
+                steps.push((
+                    id.clone(),
+                    self.check_step(&state, act, &req, at.max(act.since()))?,
+                ));
             }
         }
         let stream = session_stream(session);
@@ -1325,6 +1344,10 @@ impl Council {
             .discussion_end
             .or(s.ended)
             .unwrap_or_else(|| caller.now());
+        // Without a discussion's end, the outcome's time is the session's (or now): never
+        // before an act's own last step.
+        let given = outcome.discussion_end.is_some();
+        let implicit = |at: DateTime<Utc>, act: &Act| if given { at } else { at.max(act.since()) };
         let mut steps = Vec::new();
         match it.kind {
             ItemKind::ActExamination => {
@@ -1349,7 +1372,10 @@ impl Council {
                         note: outcome.note.clone(),
                         ..StepRequest::default()
                     };
-                    steps.push((id.clone(), self.check_step(&state, act, &req, at)?));
+                    steps.push((
+                        id.clone(),
+                        self.check_step(&state, act, &req, implicit(at, act))?,
+                    ));
                 }
             }
             ItemKind::Question => {
@@ -1370,7 +1396,10 @@ impl Council {
                             note: outcome.note.clone(),
                             ..StepRequest::default()
                         };
-                        steps.push((id.clone(), self.check_step(&state, act, &req, at)?));
+                        steps.push((
+                            id.clone(),
+                            self.check_step(&state, act, &req, implicit(at, act))?,
+                        ));
                     }
                 }
             }

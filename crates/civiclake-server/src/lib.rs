@@ -583,6 +583,7 @@ impl Server {
             pipelines: Some(pipelines.clone()),
             kiosk: kiosk.clone(),
             fleet: fleet.as_ref().map(|(f, _)| f.clone()),
+            council: council.clone(),
         };
         let app = civiclake_api::router(
             state.clone(),
