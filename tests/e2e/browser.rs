@@ -475,7 +475,14 @@ fn browser_shipped_dashboards_show_every_panel_without_errors() {
     };
     let dir = tempfile::tempdir().unwrap();
     let server = crate::dashboards::demo_server(dir.path());
-    for id in ["air-noise", "fleet-health", "civiclake", "bus", "kiosk"] {
+    for id in [
+        "air-noise",
+        "fleet-health",
+        "civiclake",
+        "bus",
+        "kiosk",
+        "council",
+    ] {
         browser.open(&format!("{}/dashboards/{id}", server.url));
         // Every panel image loaded and drawn (an image answered with an error status would be a
         // console error too).

@@ -1392,3 +1392,74 @@ fn a_proposal_from_filing_to_enforceability_through_the_http_api() {
         .unwrap_or_default();
     assert_eq!(paths.len(), 34, "{paths:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_term_is_a_year_of_six_committees() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&config(dir.path())).await.expect("start");
+    let council = server.council().expect("council module").clone();
+    let started = std::time::Instant::now();
+    assert_eq!(
+        civiclake_council::demo::seed(&council)
+            .await
+            .expect("seeded"),
+        Some(150)
+    );
+    eprintln!("demo council seeded in {:?}", started.elapsed());
+    // Once only.
+    assert_eq!(
+        civiclake_council::demo::seed(&council)
+            .await
+            .expect("seeded"),
+        None
+    );
+    let state = council.snapshot().await;
+    assert_eq!(state.councillors.len(), 32);
+    assert_eq!(state.committees.len(), 6);
+    assert!(
+        state.committees.values().all(|c| c.members.len() == 10),
+        "9 members and a substitute each"
+    );
+    assert_eq!(state.acts.len(), 150);
+    let held = state
+        .sessions
+        .values()
+        .filter(|s| s.status == civiclake_council::sessions::SessionStatus::Held)
+        .count();
+    assert!((120..=160).contains(&held), "{held} sessions held");
+    let count = |sql: &str| {
+        let server = &server;
+        let sql = sql.to_string();
+        async move { rows(server, &sql).await[0]["n"].clone() }
+    };
+    // Acts in every part of the iter: enforceable, rejected, answered, still open.
+    let by_status = rows(
+        &server,
+        "SELECT status, count(*) AS n FROM council_acts GROUP BY status ORDER BY status",
+    )
+    .await;
+    let statuses: Vec<&str> = by_status.iter().map(|r| r["status"].as_str()).collect();
+    for s in ["ENFORCEABLE", "REJECTED", "ANSWERED", "APPROVED"] {
+        assert!(statuses.contains(&s), "{s} in {by_status:?}");
+    }
+    assert_eq!(
+        count("SELECT count(*) AS n FROM council_iter WHERE days_since_previous < 0").await,
+        "0"
+    );
+    // Fees never above the cap; the views agree with the service.
+    assert_eq!(
+        count("SELECT count(*) AS n FROM council_fees WHERE fee_cents > cap_cents").await,
+        "0"
+    );
+    let sql_total = count("SELECT sum(fee_cents) AS n FROM council_fees").await;
+    let rust_total: u64 = council.fees().await.iter().map(|f| f.fee_cents).sum();
+    assert_eq!(sql_total, rust_total.to_string());
+    // A year over two calendar years: every committee in the statistics.
+    assert_eq!(
+        count("SELECT count(DISTINCT committee_id) AS n FROM council_stats").await,
+        "6"
+    );
+    eprintln!("{by_status:?}");
+    drop(council);
+    server.stop().await.expect("stop");
+}

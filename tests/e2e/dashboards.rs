@@ -102,6 +102,16 @@ fn shipped_dashboards_draw_every_panel_on_the_demo_city() {
             && server.scalar("SELECT count(*) AS n FROM kiosk_availability_daily") > 0.0
     });
     assert!(server.scalar("SELECT count(*) AS n FROM kiosk_transactions") > 1000.0);
+    // The demo's council: 150 acts and a year of sessions, the last ones days ago.
+    wait_until(Duration::from_secs(180), "the demo council's year", || {
+        server.scalar(
+            "SELECT count(*) AS n FROM council_sessions WHERE time > now() - INTERVAL '14 days'",
+        ) > 0.0
+    });
+    assert_eq!(
+        server.scalar("SELECT count(*) AS n FROM council_acts"),
+        150.0
+    );
 
     let index = client
         .get(format!("{}/dashboards", server.url))
@@ -115,6 +125,7 @@ fn shipped_dashboards_draw_every_panel_on_the_demo_city() {
         ("civiclake", "civiclake itself"),
         ("bus", "Interoperability bus"),
         ("kiosk", "Self-service kiosks"),
+        ("council", "Council committees"),
     ] {
         assert!(
             index.contains(&format!("<a href=\"/dashboards/{id}\">{title}</a>")),
@@ -350,7 +361,10 @@ fn the_demo_bus_fills_the_log_the_deliveries_and_the_map() {
         assert!(
             [
                 "it.prato.ambiente.aria.SogliaSuperata",
-                "it.prato.rifiuti.CassonettoPieno"
+                "it.prato.rifiuti.CassonettoPieno",
+                // The demo council's year, told on the bus as it is recorded.
+                civiclake_council::service::bus_type::ACT_STEP,
+                civiclake_council::service::bus_type::SESSION,
             ]
             .contains(&t["type"].as_str().unwrap_or("")),
             "{t}"

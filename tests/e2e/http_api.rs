@@ -393,6 +393,7 @@ fn openapi_health_metrics_and_tables() {
             "council_agenda_items",
             "council_attendance_records",
             "council_ballots",
+            "council_councillor_records",
             "council_events",
             "council_fee_policy",
             "council_fee_rates",

@@ -15,6 +15,7 @@
 //! - [`state`]: the events and their projection.
 
 pub mod acts;
+pub mod demo;
 pub mod fees;
 pub mod iter;
 pub mod model;

@@ -434,18 +434,35 @@ impl Council {
         councillor.check()?;
         let mut state = self.inner.state.lock().await;
         let stream = councillor_stream(&councillor.id);
-        self.append(
-            &mut state,
-            &stream,
-            caller,
-            vec![NewEvent::new(
-                event::COUNCILLOR_REGISTERED,
-                1,
-                &caller.actor,
-                json!(councillor),
-            )],
-        )
-        .await?;
+        let stored = self
+            .append(
+                &mut state,
+                &stream,
+                caller,
+                vec![NewEvent::new(
+                    event::COUNCILLOR_REGISTERED,
+                    1,
+                    &caller.actor,
+                    json!(councillor),
+                )],
+            )
+            .await?;
+        let mut rows = tables::rows(tables::COUNCILLORS);
+        let (from, to) = (
+            councillor.from.to_string(),
+            councillor.to.map(|t| t.to_string()),
+        );
+        rows.push(&[
+            V::T(stored[0].time),
+            V::S(Some(&councillor.id)),
+            V::S(Some(&councillor.group)),
+            V::S(Some(&councillor.name)),
+            V::S(Some(&councillor.term)),
+            V::S(Some(&from)),
+            V::S(to.as_deref()),
+            V::I(Some(stored[0].version as i64)),
+        ]);
+        self.write(tables::COUNCILLORS, &mut rows).await?;
         state
             .councillors
             .get(&councillor.id)

@@ -23,6 +23,8 @@ pub const ATTENDANCE: &str = "council_attendance_records";
 pub const VOTES: &str = "council_votes";
 /// Roll-call votes, one row per member.
 pub const BALLOTS: &str = "council_ballots";
+/// Councillors as registered or changed (no fiscal code: that stays in the events).
+pub const COUNCILLORS: &str = "council_councillor_records";
 /// Seats in committees (a councillor's group at the time).
 pub const MEMBERS: &str = "council_members";
 /// Fee rates per committee with their validity (`YYYY-MM-DD`, `time` when set).
@@ -160,6 +162,19 @@ pub fn tables() -> Vec<(&'static str, SchemaRef)> {
                 tag_column("ballot"),
                 f("vote", Int64),
                 f("item", Int64),
+            ]),
+        ),
+        (
+            COUNCILLORS,
+            s(vec![
+                time_column(),
+                tag_column("councillor_id"),
+                tag_column("group"),
+                f("name", Utf8),
+                f("term", Utf8),
+                f("from", Utf8),
+                f("to", Utf8),
+                f("version", Int64),
             ]),
         ),
         (

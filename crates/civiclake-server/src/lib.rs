@@ -676,6 +676,23 @@ impl Server {
         if let (Some((fleet, _)), Some(inbox)) = (&fleet, fleet_inbox) {
             samplers.push(tokio::spawn(fleet.clone().run(inbox, rx.clone())));
         }
+        if config.demo
+            && let Some(council) = &council
+        {
+            let council = council.clone();
+            samplers.push(tokio::spawn(async move {
+                let started = Instant::now();
+                match civiclake_council::demo::seed(&council).await {
+                    Ok(Some(acts)) => tracing::info!(
+                        acts,
+                        seconds = started.elapsed().as_secs(),
+                        "demo council: 6 committees, 32 councillors and a year of sessions"
+                    ),
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(error = %e, "the demo council failed"),
+                }
+            }));
+        }
         if config.demo {
             samplers.push(tokio::spawn(demo::run(
                 lake.clone(),
