@@ -12,7 +12,7 @@ status AS (
 ),
 held AS (SELECT session_id FROM status WHERE rn = 1 AND status = 'held'),
 present AS (
-    SELECT a.session_id, a.committee_id, a.councillor_id, a.substitute_of, a.day, a.month
+    SELECT a.session_id, a.committee_id, a.councillor_id, a.substitute_of, a.local_day, a.month
     FROM att a JOIN held h ON h.session_id = a.session_id
     WHERE a.rn = 1 AND a.presence = 'present'
 ),
@@ -28,11 +28,11 @@ rates AS (
     FROM council_fee_rates
 ),
 rated AS (
-    SELECT s.councillor_id, s.month, s.day, coalesce(r.rate_cents, 0) AS rate_cents
+    SELECT s.councillor_id, s.month, s.local_day, coalesce(r.rate_cents, 0) AS rate_cents
     FROM sitting s
     LEFT JOIN rates r
-           ON r.rn = 1 AND r.committee_id = s.committee_id AND r.valid_from <= s.day
-          AND (r.valid_to IS NULL OR s.day <= r.valid_to)
+           ON r.rn = 1 AND r.committee_id = s.committee_id AND r.valid_from <= s.local_day
+          AND (r.valid_to IS NULL OR s.local_day <= r.valid_to)
 ),
 policy AS (
     SELECT same_day_once, monthly_cap_cents
@@ -40,9 +40,9 @@ policy AS (
     WHERE rn = 1
 ),
 per_day AS (
-    SELECT councillor_id, month, day, count(*) AS sittings,
+    SELECT councillor_id, month, local_day, count(*) AS sittings,
            max(rate_cents) AS max_rate, sum(rate_cents) AS sum_rate
-    FROM rated GROUP BY councillor_id, month, day
+    FROM rated GROUP BY councillor_id, month, local_day
 ),
 monthly AS (
     SELECT d.councillor_id, d.month, sum(d.sittings) AS sittings, count(*) AS days,

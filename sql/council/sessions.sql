@@ -27,7 +27,7 @@ votes AS (
 SELECT r.first_call AS time, r.session_id, r.committee_id, r.status, r.year, r.number,
        r.first_call, r.started, r.ended,
        CAST(CAST(r.ended AS BIGINT) - CAST(r.started AS BIGINT) AS DOUBLE) / 60000000.0 AS duration_min,
-       r.public, r.online, r.day, r.month,
+       r.public, r.online, r.local_day, r.month,
        coalesce(i.items, 0) AS items, coalesce(i.late_items, 0) AS late_items,
        coalesce(p.present, 0) AS present,
        coalesce(v.votes, 0) AS votes, coalesce(v.votes_without_quorum, 0) AS votes_without_quorum

@@ -735,7 +735,7 @@ async fn a_month_of_committees_in_views_fees_and_a_rebuilt_state() {
                 "items",
                 "present",
                 "votes",
-                "day"
+                "local_day"
             ]
         ),
         [
@@ -853,6 +853,24 @@ async fn a_month_of_committees_in_views_fees_and_a_rebuilt_state() {
             sv(&["c1", "2026", "2", "1", "90.0", "1", "1", "1", "0"]),
             sv(&["c2", "2026", "1", "0", "60.0", "1", "1", "0", "1"]),
         ]
+    );
+
+    // Flushed to Delta, the tables answer the same (every council table can be flushed).
+    server.lake.flush().await.expect("flush");
+    assert_eq!(server.lake.buffered_rows(), 0, "every row flushed to Delta");
+    let after = rows(
+        &server,
+        "SELECT * FROM council_fees WHERE month = '2026-03' ORDER BY councillor_id",
+    )
+    .await;
+    assert_eq!(after, fees);
+    assert_eq!(
+        rows(
+            &server,
+            "SELECT * FROM council_sessions ORDER BY session_id"
+        )
+        .await,
+        sessions
     );
 
     // The state rebuilt from the events after a restart is the live one.

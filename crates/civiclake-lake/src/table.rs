@@ -268,6 +268,15 @@ pub(crate) fn merge_schema(
 /// Checks that a field follows the table conventions.
 pub(crate) fn validate_column(field: &arrow::datatypes::Field) -> Result<()> {
     validate_column_name(field.name()).map_err(Error::InvalidWrite)?;
+    // Delta compares names without case: `Day` would clash with the partition column too.
+    if field.name().eq_ignore_ascii_case(crate::delta::DAY_COLUMN) {
+        return Err(Error::InvalidWrite(format!(
+            "column '{}' is reserved: every table is partitioned by the UTC day of its time, \
+             in a column '{}' (rename the column)",
+            field.name(),
+            crate::delta::DAY_COLUMN
+        )));
+    }
     let ok = match role_of(field) {
         ColumnRole::Time => field.name() == TIME_COLUMN && field.data_type() == &time_type(),
         ColumnRole::Tag => field.data_type() == &tag_type(),
@@ -305,6 +314,15 @@ mod tests {
     use super::*;
     use arrow::datatypes::DataType;
     use civiclake_core::{field_column, tag_column, time_column};
+
+    #[test]
+    fn the_partition_column_name_is_reserved() {
+        for name in ["day", "Day", "DAY"] {
+            let err = validate_column(&field_column(name, DataType::Utf8)).unwrap_err();
+            assert!(err.to_string().contains("is reserved"), "{err}");
+        }
+        assert!(validate_column(&field_column("days", DataType::Int64)).is_ok());
+    }
 
     #[test]
     fn merge_adds_columns_and_reports_conflicts() {
