@@ -1,5 +1,5 @@
 #!/bin/sh
-# Installs Debian's mosquitto for the interop test crates/civiclake-mqtt/tests/mosquitto.rs,
+# Installs Debian's mosquitto for the interop test crates/civiclake-mqtt/tests/it/mosquitto.rs,
 # which starts its own broker on a loopback port (the test skips itself without mosquitto).
 # The packaged service is stopped: the test needs the binary, not a broker on port 1883.
 set -eu

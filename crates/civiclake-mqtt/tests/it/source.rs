@@ -4,11 +4,9 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
+use crate::common::{Publisher, RecordingSink, external, free_addr, wait_for, wait_subscribed};
 use civiclake_core::IngestError;
 use civiclake_mqtt::{MqttSource, MqttSourceConfig};
-use common::{Publisher, RecordingSink, external, free_addr, wait_for, wait_subscribed};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;

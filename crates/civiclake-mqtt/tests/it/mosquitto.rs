@@ -6,10 +6,8 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
+use crate::common::{Publisher, RecordingSink, free_addr, wait_for, wait_subscribed};
 use civiclake_mqtt::{MqttSource, MqttSourceConfig};
-use common::{Publisher, RecordingSink, free_addr, wait_for, wait_subscribed};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
