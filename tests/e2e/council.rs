@@ -423,6 +423,38 @@ async fn a_month(council: &Council) {
         .await
         .expect("accepted");
     assert_eq!(s1.votes[0].quorum, 4);
+    // A roll call on an amendment: a01 votes against the rest of the Partito Democratico.
+    let ballots = [
+        ("a01", Ballot::Yes),
+        ("a02", Ballot::No),
+        ("a03", Ballot::No),
+        ("a04", Ballot::Yes),
+        ("a07", Ballot::Abstained),
+    ];
+    let roll_call = VoteRequest {
+        item: 1,
+        kind: VoteKind::RollCall,
+        subject: Some("emendamento 1".into()),
+        present: Some(6),
+        yes: None,
+        no: None,
+        abstained: None,
+        votes: ballots.iter().map(|(w, b)| (w.to_string(), *b)).collect(),
+        at: Some(t(3, 2, 10)),
+    };
+    let s1 = council
+        .record_vote("s1", roll_call, &clerk(3, 2, 11))
+        .await
+        .expect("accepted");
+    assert_eq!(
+        (
+            s1.votes[1].yes,
+            s1.votes[1].no,
+            s1.votes[1].abstained,
+            s1.votes[1].present
+        ),
+        (2, 2, 1, 6)
+    );
     council
         .record_outcome(
             "s1",
@@ -747,7 +779,7 @@ async fn a_month_of_committees_in_views_fees_and_a_rebuilt_state() {
                 "120.0",
                 "1",
                 "6",
-                "1",
+                "2",
                 "2026-03-02"
             ]),
             sv(&["s2", "c2", "held", "1", "60.0", "1", "2", "1", "2026-03-02"]),
@@ -850,7 +882,7 @@ async fn a_month_of_committees_in_views_fees_and_a_rebuilt_state() {
             ]
         ),
         [
-            sv(&["c1", "2026", "2", "1", "90.0", "1", "1", "1", "0"]),
+            sv(&["c1", "2026", "2", "1", "90.0", "2", "1", "1", "0"]),
             sv(&["c2", "2026", "1", "0", "60.0", "1", "1", "0", "1"]),
         ]
     );
@@ -871,6 +903,24 @@ async fn a_month_of_committees_in_views_fees_and_a_rebuilt_state() {
         )
         .await,
         sessions
+    );
+
+    // Votes against one's own group, over the roll calls: a01 in s1 (the Partito
+    // Democratico's majority voted no); a02 and a01 together in s2.
+    let dissent = rows(
+        &server,
+        "SELECT * FROM council_group_dissent ORDER BY councillor_id",
+    )
+    .await;
+    assert_eq!(
+        cols(&dissent, &["councillor_id", "roll_calls", "against_group"]),
+        [
+            sv(&["a01", "2", "1"]),
+            sv(&["a02", "2", "0"]),
+            sv(&["a03", "1", "0"]),
+            sv(&["a04", "1", "0"]),
+            sv(&["a07", "1", "0"]),
+        ]
     );
 
     // The state rebuilt from the events after a restart is the live one.
@@ -1472,6 +1522,11 @@ async fn the_demo_term_is_a_year_of_six_committees() {
     let sql_total = count("SELECT sum(fee_cents) AS n FROM council_fees").await;
     let rust_total: u64 = council.fees().await.iter().map(|f| f.fee_cents).sum();
     assert_eq!(sql_total, rust_total.to_string());
+    // Some of the demo's votes are roll calls, a few against the voter's group.
+    assert_ne!(
+        count("SELECT sum(against_group) AS n FROM council_group_dissent").await,
+        "0"
+    );
     // A year over two calendar years: every committee in the statistics.
     assert_eq!(
         count("SELECT count(DISTINCT committee_id) AS n FROM council_stats").await,

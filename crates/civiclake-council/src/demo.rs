@@ -9,7 +9,8 @@ use crate::iter::{ActKind, Status};
 use crate::model::{Committee, CommitteeKind, Councillor, FeeRate, Member, Role};
 use crate::service::{Caller, Council, CouncilServiceError};
 use crate::sessions::{
-    Attendance, ItemKind, ItemOutcome, ItemRequest, Mode, Presence, Schedule, VoteKind, VoteRequest,
+    Attendance, Ballot, ItemKind, ItemOutcome, ItemRequest, Mode, Presence, Schedule, VoteKind,
+    VoteRequest,
 };
 use crate::state::Held;
 use chrono::{DateTime, Datelike, Days, NaiveDate, TimeZone, Utc, Weekday};
@@ -644,18 +645,47 @@ async fn sit(
             continue;
         }
         let voters = present.len() as u32;
-        let yes = voters * (55 + rng.below(40) as u32) / 100;
-        let abstained = (voters - yes).min(rng.below(2) as u32);
-        let vote = VoteRequest {
-            item: item.position,
-            kind: VoteKind::Open,
-            subject: Some(item.title.clone()),
-            present: Some(voters),
-            yes: Some(yes),
-            no: Some(voters - yes - abstained),
-            abstained: Some(abstained),
-            votes: BTreeMap::new(),
-            at: None,
+        let vote = if rng.chance(25) {
+            // A roll call: each member's vote (most with the majority, some not).
+            let votes = present
+                .iter()
+                .map(|who| {
+                    let r = rng.below(100);
+                    let b = if r < 70 {
+                        Ballot::Yes
+                    } else if r < 94 {
+                        Ballot::No
+                    } else {
+                        Ballot::Abstained
+                    };
+                    (who.clone(), b)
+                })
+                .collect();
+            VoteRequest {
+                item: item.position,
+                kind: VoteKind::RollCall,
+                subject: Some(item.title.clone()),
+                present: Some(voters),
+                yes: None,
+                no: None,
+                abstained: None,
+                votes,
+                at: None,
+            }
+        } else {
+            let yes = voters * (55 + rng.below(40) as u32) / 100;
+            let abstained = (voters - yes).min(rng.below(2) as u32);
+            VoteRequest {
+                item: item.position,
+                kind: VoteKind::Open,
+                subject: Some(item.title.clone()),
+                present: Some(voters),
+                yes: Some(yes),
+                no: Some(voters - yes - abstained),
+                abstained: Some(abstained),
+                votes: BTreeMap::new(),
+                at: None,
+            }
         };
         council.record_vote(&id, vote, &after).await?;
         let r = rng.below(100);

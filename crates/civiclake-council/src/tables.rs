@@ -237,7 +237,7 @@ pub struct View {
 }
 
 /// The SQL files of the views, in the order they are registered.
-const VIEW_FILES: [(&str, &str); 6] = [
+const VIEW_FILES: [(&str, &str); 7] = [
     ("acts.sql", include_str!("../../../sql/council/acts.sql")),
     ("iter.sql", include_str!("../../../sql/council/iter.sql")),
     (
@@ -250,6 +250,10 @@ const VIEW_FILES: [(&str, &str); 6] = [
     ),
     ("fees.sql", include_str!("../../../sql/council/fees.sql")),
     ("stats.sql", include_str!("../../../sql/council/stats.sql")),
+    (
+        "dissent.sql",
+        include_str!("../../../sql/council/dissent.sql"),
+    ),
 ];
 
 /// Reads a view file: header lines `-- view: name`, `-- tables: a, b`,

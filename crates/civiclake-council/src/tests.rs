@@ -945,7 +945,8 @@ fn the_shipped_views_parse_and_read_only_the_module_tables() {
             "council_sessions",
             "council_attendance",
             "council_fees",
-            "council_stats"
+            "council_stats",
+            "council_group_dissent"
         ]
     );
     let tables: Vec<&str> = crate::tables::tables().iter().map(|(t, _)| *t).collect();
