@@ -193,23 +193,11 @@ fn step(to: Status) -> StepRequest {
 }
 
 fn present(who: &str, mode: Mode) -> Attendance {
-    Attendance {
-        councillor: who.into(),
-        presence: Presence::Present,
-        mode: Some(mode),
-        arrival: None,
-        leave: None,
-    }
+    Attendance::present(who, mode)
 }
 
 fn away(who: &str, presence: Presence) -> Attendance {
-    Attendance {
-        councillor: who.into(),
-        presence,
-        mode: None,
-        arrival: None,
-        leave: None,
-    }
+    Attendance::away(who, presence)
 }
 
 fn schedule(id: &str, committee: &str, first_call: DateTime<Utc>, online: bool) -> Schedule {

@@ -590,26 +590,14 @@ async fn sit(
             } else {
                 Mode::Physical
             };
-            Attendance {
-                councillor: m.councillor.clone(),
-                presence: Presence::Present,
-                mode: Some(mode),
-                arrival: None,
-                leave: None,
-            }
+            Attendance::present(&m.councillor, mode)
         } else {
             let presence = if r < 95 {
                 Presence::Justified
             } else {
                 Presence::Absent
             };
-            Attendance {
-                councillor: m.councillor.clone(),
-                presence,
-                mode: None,
-                arrival: None,
-                leave: None,
-            }
+            Attendance::away(&m.councillor, presence)
         };
         council.record_attendance(&id, a, &after).await?;
     }
@@ -619,13 +607,7 @@ async fn sit(
             .as_ref()
             .is_some_and(|p| !present.contains(p));
         if principal_away && rng.chance(70) {
-            let a = Attendance {
-                councillor: m.councillor.clone(),
-                presence: Presence::Present,
-                mode: Some(Mode::Physical),
-                arrival: None,
-                leave: None,
-            };
+            let a = Attendance::present(&m.councillor, Mode::Physical);
             council.record_attendance(&id, a, &after).await?;
         }
     }

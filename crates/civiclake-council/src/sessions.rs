@@ -224,6 +224,28 @@ pub struct Attendance {
 }
 
 impl Attendance {
+    /// `councillor` present, in `mode` (no arrival or leave times).
+    pub fn present(councillor: &str, mode: Mode) -> Self {
+        Self {
+            councillor: councillor.to_string(),
+            presence: Presence::Present,
+            mode: Some(mode),
+            arrival: None,
+            leave: None,
+        }
+    }
+
+    /// `councillor` not there (`Absent` or `Justified`).
+    pub fn away(councillor: &str, presence: Presence) -> Self {
+        Self {
+            councillor: councillor.to_string(),
+            presence,
+            mode: None,
+            arrival: None,
+            leave: None,
+        }
+    }
+
     pub fn check(&self) -> Result<(), CouncilError> {
         check_id("councillor", &self.councillor)?;
         match (self.presence, self.mode) {

@@ -696,30 +696,14 @@ fn session(id: &str, committee: &str, start: DateTime<Utc>, status: SessionStatu
 
 fn present(s: &mut Session, who: &[&str]) {
     for w in who {
-        s.attendance.insert(
-            w.to_string(),
-            Attendance {
-                councillor: w.to_string(),
-                presence: Presence::Present,
-                mode: Some(Mode::Physical),
-                arrival: None,
-                leave: None,
-            },
-        );
+        s.attendance
+            .insert(w.to_string(), Attendance::present(w, Mode::Physical));
     }
 }
 
 fn absent(s: &mut Session, who: &str, presence: Presence) {
-    s.attendance.insert(
-        who.into(),
-        Attendance {
-            councillor: who.into(),
-            presence,
-            mode: None,
-            arrival: None,
-            leave: None,
-        },
-    );
+    s.attendance
+        .insert(who.into(), Attendance::away(who, presence));
 }
 
 #[test]

@@ -531,16 +531,20 @@ impl Server {
         );
         // The kiosk module: its fleet (registry, heartbeats, transactions) and its siting
         // optimiser, whose maps are drawn over the dashboards' boundary layers.
+        // A module's `Platform`, scoped to its tables.
+        let module_platform = |events: &Arc<ModuleEvents>| -> Arc<dyn Platform> {
+            Arc::new(ModulePlatform {
+                events: events.clone(),
+                lake: lake.clone(),
+                engine: engine.clone(),
+                router: router.clone(),
+                modules: modules.clone(),
+                bus: bus_cell.clone(),
+            })
+        };
         let (kiosk, fleet, fleet_inbox) = match module_events.get(KIOSK_MODULE) {
             Some(events) => {
-                let platform: Arc<dyn Platform> = Arc::new(ModulePlatform {
-                    events: events.clone(),
-                    lake: lake.clone(),
-                    engine: engine.clone(),
-                    router: router.clone(),
-                    modules: modules.clone(),
-                    bus: bus_cell.clone(),
-                });
+                let platform = module_platform(events);
                 let (fleet, inbox) = start_fleet(
                     platform.clone(),
                     &lake,
@@ -559,15 +563,7 @@ impl Server {
         };
         let council = match module_events.get(COUNCIL_MODULE) {
             Some(events) => {
-                let platform: Arc<dyn Platform> = Arc::new(ModulePlatform {
-                    events: events.clone(),
-                    lake: lake.clone(),
-                    engine: engine.clone(),
-                    router: router.clone(),
-                    modules: modules.clone(),
-                    bus: bus_cell.clone(),
-                });
-                Some(start_council(platform, &lake, &engine, bus.as_ref()).await?)
+                Some(start_council(module_platform(events), &lake, &engine, bus.as_ref()).await?)
             }
             None => None,
         };
