@@ -163,6 +163,11 @@ pub trait Platform: Send + Sync + std::fmt::Debug {
         from_version: u64,
     ) -> Result<Vec<EventEnvelope>, PlatformError>;
 
+    /// Every event of the module's events table, by stream and then version, each upcast
+    /// to the current schema version of its type: what a module replays at start in one
+    /// read (instead of one `read_stream` per stream).
+    async fn read_all(&self) -> Result<Vec<EventEnvelope>, PlatformError>;
+
     /// Runs SQL over the lake (the tables the module may read).
     async fn query(&self, sql: &str) -> Result<QueryBatches, PlatformError>;
 

@@ -23,7 +23,6 @@ use crate::state::{
     State, act_stream, committee_stream, councillor_stream, event, session_stream,
 };
 use crate::tables::{self, V};
-use arrow::array::{Array, AsArray};
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use civiclake_core::{
     CloudEvent, ErrorClass, EventEnvelope, ExpectedVersion, NewEvent, Platform, PlatformError,
@@ -1696,22 +1695,11 @@ fn data_id(data: &Value) -> String {
     }
 }
 
-/// Replays every stream of the module's events table into a state.
+/// Replays the module's events into a state, in one read of its events table: settings,
+/// people and committees first (acts and sessions refer to them), each stream in version
+/// order.
 pub async fn rebuild(platform: &dyn Platform) -> Result<State> {
-    let table = format!("{}_events", platform.module());
-    let streams = platform
-        .query(&format!(
-            "SELECT DISTINCT CAST(stream_id AS VARCHAR) FROM {table}"
-        ))
-        .await?;
-    let mut names = Vec::new();
-    for b in &streams.batches {
-        let col = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Utf8)
-            .map_err(|e| CouncilServiceError::Internal(e.to_string()))?;
-        let col = col.as_string::<i32>();
-        names.extend((0..col.len()).map(|i| col.value(i).to_string()));
-    }
-    // Settings, people and committees before the acts and sessions that refer to them.
+    let events = platform.read_all().await?;
     let rank = |s: &str| match s.split_once('-').map_or(s, |(k, _)| k) {
         "config" => 0,
         "councillor" => 1,
@@ -1719,14 +1707,14 @@ pub async fn rebuild(platform: &dyn Platform) -> Result<State> {
         "act" => 3,
         _ => 4,
     };
-    names.sort_by(|a, b| rank(a).cmp(&rank(b)).then(a.cmp(b)));
+    let mut order: Vec<&EventEnvelope> = events.iter().collect();
+    // Stable: the versions of a stream stay in order.
+    order.sort_by_key(|e| rank(&e.stream_id));
     let mut state = State::default();
-    for stream in names {
-        for e in platform.read_stream(&stream, 1).await? {
-            state.apply(&e).map_err(|err| {
-                CouncilServiceError::Internal(format!("replaying {stream}: {err}"))
-            })?;
-        }
+    for e in order {
+        state.apply(e).map_err(|err| {
+            CouncilServiceError::Internal(format!("replaying {}: {err}", e.stream_id))
+        })?;
     }
     Ok(state)
 }

@@ -219,6 +219,23 @@ impl Platform for ModulePlatform {
         Ok(out)
     }
 
+    async fn read_all(&self) -> Result<Vec<EventEnvelope>, PlatformError> {
+        let answer = self
+            .sql(&format!(
+                "SELECT * FROM \"{}\" ORDER BY \"{STREAM_ID_COLUMN}\", \"{VERSION_COLUMN}\", \"{EVENT_ID_COLUMN}\"",
+                self.table(),
+            ))
+            .await?;
+        let upcasters = self.events.module.upcasters();
+        let mut out = Vec::with_capacity(answer.num_rows());
+        for batch in &answer.batches {
+            for envelope in events::from_batch(batch)? {
+                out.push(upcasters.upcast(envelope)?);
+            }
+        }
+        Ok(out)
+    }
+
     /// Read-only SQL over the module's own tables and the shared data tables (not other
     /// modules' tables, not system tables): the catalog of the session holds nothing else.
     async fn query(&self, sql: &str) -> Result<QueryBatches, PlatformError> {
