@@ -532,18 +532,7 @@ async fn a_month(council: &Council) {
         .await
         .expect("accepted");
     council
-        .record_outcome(
-            "s2",
-            1,
-            ItemOutcome {
-                outcome: "UNFAVOURABLE".into(),
-                discussion_start: None,
-                discussion_end: None,
-                to_committee: None,
-                note: None,
-            },
-            &clerk(3, 2, 16),
-        )
+        .record_outcome("s2", 1, ItemOutcome::new("UNFAVOURABLE"), &clerk(3, 2, 16))
         .await
         .expect("accepted");
 
@@ -592,18 +581,7 @@ async fn a_month(council: &Council) {
         .await
         .expect("accepted");
     council
-        .record_outcome(
-            "s3",
-            1,
-            ItemOutcome {
-                outcome: "DISCUSSED".into(),
-                discussion_start: None,
-                discussion_end: None,
-                to_committee: None,
-                note: None,
-            },
-            &clerk(3, 9, 10),
-        )
+        .record_outcome("s3", 1, ItemOutcome::new("DISCUSSED"), &clerk(3, 9, 10))
         .await
         .expect("accepted");
 

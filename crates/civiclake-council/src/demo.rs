@@ -614,13 +614,7 @@ async fn sit(
     let session = council.get_session(&id).await?;
     for item in &session.items {
         if item.kind != ItemKind::ActExamination {
-            let o = ItemOutcome {
-                outcome: "DISCUSSED".into(),
-                discussion_start: None,
-                discussion_end: None,
-                to_committee: None,
-                note: None,
-            };
+            let o = ItemOutcome::new("DISCUSSED");
             council
                 .record_outcome(&id, item.position, o, &after)
                 .await?;
@@ -680,13 +674,7 @@ async fn sit(
         } else {
             "POSTPONED"
         };
-        let o = ItemOutcome {
-            outcome: outcome.into(),
-            discussion_start: None,
-            discussion_end: None,
-            to_committee: None,
-            note: None,
-        };
+        let o = ItemOutcome::new(outcome);
         council
             .record_outcome(&id, item.position, o, &after)
             .await?;

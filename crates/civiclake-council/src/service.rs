@@ -297,6 +297,19 @@ impl Council {
         Ok(stored)
     }
 
+    /// Appends one event of type `ty` (schema version 1) with `payload`, as [`Self::append`].
+    async fn append_one(
+        &self,
+        state: &mut MutexGuard<'_, State>,
+        stream: &str,
+        caller: &Caller,
+        ty: &str,
+        payload: Value,
+    ) -> Result<Vec<EventEnvelope>> {
+        let event = NewEvent::new(ty, 1, &caller.actor, payload);
+        self.append(state, stream, caller, vec![event]).await
+    }
+
     async fn write(&self, table: &str, rows: &mut civiclake_core::rows::Rows) -> Result<()> {
         if rows.is_empty() {
             return Ok(());
@@ -349,16 +362,12 @@ impl Council {
             ));
         }
         let stored = self
-            .append(
+            .append_one(
                 &mut state,
                 CONFIG_STREAM,
                 caller,
-                vec![NewEvent::new(
-                    event::FEE_RATE_SET,
-                    1,
-                    &caller.actor,
-                    json!(rate),
-                )],
+                event::FEE_RATE_SET,
+                json!(rate),
             )
             .await?;
         let mut rows = tables::rows(tables::FEE_RATES);
@@ -380,16 +389,12 @@ impl Council {
     pub async fn set_fee_policy(&self, policy: FeePolicy, caller: &Caller) -> Result<u64> {
         let mut state = self.inner.state.lock().await;
         let stored = self
-            .append(
+            .append_one(
                 &mut state,
                 CONFIG_STREAM,
                 caller,
-                vec![NewEvent::new(
-                    event::FEE_POLICY_SET,
-                    1,
-                    &caller.actor,
-                    json!(policy),
-                )],
+                event::FEE_POLICY_SET,
+                json!(policy),
             )
             .await?;
         let mut rows = tables::rows(tables::FEE_POLICY);
@@ -407,16 +412,12 @@ impl Council {
     pub async fn set_signature_rules(&self, rules: SignatureRules, caller: &Caller) -> Result<u64> {
         rules.check()?;
         let mut state = self.inner.state.lock().await;
-        self.append(
+        self.append_one(
             &mut state,
             CONFIG_STREAM,
             caller,
-            vec![NewEvent::new(
-                event::SIGNATURE_RULES_SET,
-                1,
-                &caller.actor,
-                json!(rules),
-            )],
+            event::SIGNATURE_RULES_SET,
+            json!(rules),
         )
         .await?;
         Ok(state.config_version)
@@ -434,16 +435,12 @@ impl Council {
         let mut state = self.inner.state.lock().await;
         let stream = councillor_stream(&councillor.id);
         let stored = self
-            .append(
+            .append_one(
                 &mut state,
                 &stream,
                 caller,
-                vec![NewEvent::new(
-                    event::COUNCILLOR_REGISTERED,
-                    1,
-                    &caller.actor,
-                    json!(councillor),
-                )],
+                event::COUNCILLOR_REGISTERED,
+                json!(councillor),
             )
             .await?;
         let mut rows = tables::rows(tables::COUNCILLORS);
@@ -478,16 +475,12 @@ impl Council {
         committee.check()?;
         let mut state = self.inner.state.lock().await;
         let stream = committee_stream(&committee.id);
-        self.append(
+        self.append_one(
             &mut state,
             &stream,
             caller,
-            vec![NewEvent::new(
-                event::COMMITTEE_DEFINED,
-                1,
-                &caller.actor,
-                json!(committee),
-            )],
+            event::COMMITTEE_DEFINED,
+            json!(committee),
         )
         .await?;
         state
@@ -565,16 +558,12 @@ impl Council {
         let group = councillor.councillor.group.clone();
         let stream = committee_stream(committee);
         let stored = self
-            .append(
+            .append_one(
                 &mut state,
                 &stream,
                 caller,
-                vec![NewEvent::new(
-                    event::MEMBER_SEATED,
-                    1,
-                    &caller.actor,
-                    json!(member),
-                )],
+                event::MEMBER_SEATED,
+                json!(member),
             )
             .await?;
         let mut rows = tables::rows(tables::MEMBERS);
@@ -632,18 +621,8 @@ impl Council {
             councillor: councillor.to_string(),
             to,
         };
-        self.append(
-            &mut state,
-            &stream,
-            caller,
-            vec![NewEvent::new(
-                event::MEMBER_LEFT,
-                1,
-                &caller.actor,
-                json!(left),
-            )],
-        )
-        .await?;
+        self.append_one(&mut state, &stream, caller, event::MEMBER_LEFT, json!(left))
+            .await?;
         state
             .committees
             .get(committee)
@@ -697,16 +676,12 @@ impl Council {
         }
         let stream = act_stream(&draft.id);
         let stored = self
-            .append(
+            .append_one(
                 &mut state,
                 &stream,
                 caller,
-                vec![NewEvent::new(
-                    event::ACT_DRAFTED,
-                    1,
-                    &caller.actor,
-                    json!(draft),
-                )],
+                event::ACT_DRAFTED,
+                json!(draft),
             )
             .await?;
         let act = state
@@ -803,12 +778,7 @@ impl Council {
     ) -> Result<Act> {
         let stream = act_stream(act);
         let stored = self
-            .append(
-                state,
-                &stream,
-                caller,
-                vec![NewEvent::new(ty, 1, &caller.actor, json!(sig))],
-            )
+            .append_one(state, &stream, caller, ty, json!(sig))
             .await?;
         let a = Self::act(state, act)?.clone();
         if ty != event::COSIGN_INVITED {
@@ -822,16 +792,12 @@ impl Council {
         let mut state = self.inner.state.lock().await;
         Self::act(&state, act)?.check_opinion(&opinion)?;
         let stream = act_stream(act);
-        self.append(
+        self.append_one(
             &mut state,
             &stream,
             caller,
-            vec![NewEvent::new(
-                event::OPINION_GIVEN,
-                1,
-                &caller.actor,
-                json!(opinion),
-            )],
+            event::OPINION_GIVEN,
+            json!(opinion),
         )
         .await?;
         Ok(Self::act(&state, act)?.clone())
@@ -1014,16 +980,12 @@ impl Council {
         };
         let stream = session_stream(&schedule.id);
         let stored = self
-            .append(
+            .append_one(
                 &mut state,
                 &stream,
                 caller,
-                vec![NewEvent::new(
-                    event::SESSION_SCHEDULED,
-                    1,
-                    &caller.actor,
-                    json!(scheduled),
-                )],
+                event::SESSION_SCHEDULED,
+                json!(scheduled),
             )
             .await?;
         self.session_changed(&state, &schedule.id, stored[0].time, stored[0].version)
@@ -1147,17 +1109,7 @@ impl Council {
         };
         let stream = session_stream(session);
         let stored = self
-            .append(
-                &mut state,
-                &stream,
-                caller,
-                vec![NewEvent::new(
-                    event::ITEM_ADDED,
-                    1,
-                    &caller.actor,
-                    json!(item),
-                )],
-            )
+            .append_one(&mut state, &stream, caller, event::ITEM_ADDED, json!(item))
             .await?;
         self.item_row(&state, session, &item, stored[0].time)
             .await?;
@@ -1210,16 +1162,12 @@ impl Council {
         }
         let stream = session_stream(session);
         let stored = self
-            .append(
+            .append_one(
                 &mut state,
                 &stream,
                 caller,
-                vec![NewEvent::new(
-                    event::SESSION_CONVENED,
-                    1,
-                    &caller.actor,
-                    json!({}),
-                )],
+                event::SESSION_CONVENED,
+                json!({}),
             )
             .await?;
         self.session_changed(&state, session, stored[0].time, stored[0].version)
@@ -1305,16 +1253,12 @@ impl Council {
         }
         let stream = session_stream(session);
         let stored = self
-            .append(
+            .append_one(
                 &mut state,
                 &stream,
                 caller,
-                vec![NewEvent::new(
-                    event::SESSION_CANCELLED,
-                    1,
-                    &caller.actor,
-                    json!({"reason": reason}),
-                )],
+                event::SESSION_CANCELLED,
+                json!({"reason": reason}),
             )
             .await?;
         let out = self
@@ -1440,16 +1384,12 @@ impl Council {
             outcome: outcome.clone(),
         };
         let stored = self
-            .append(
+            .append_one(
                 &mut state,
                 &stream,
                 caller,
-                vec![NewEvent::new(
-                    event::ITEM_OUTCOME,
-                    1,
-                    &caller.actor,
-                    json!(recorded),
-                )],
+                event::ITEM_OUTCOME,
+                json!(recorded),
             )
             .await?;
         let updated = Self::session(&state, session)?.item(item)?.clone();
@@ -1510,16 +1450,12 @@ impl Council {
         let time = micros(s.started.unwrap_or(s.schedule.first_call));
         let stream = session_stream(session);
         let stored = self
-            .append(
+            .append_one(
                 &mut state,
                 &stream,
                 caller,
-                vec![NewEvent::new(
-                    event::ATTENDANCE_RECORDED,
-                    1,
-                    &caller.actor,
-                    json!(attendance),
-                )],
+                event::ATTENDANCE_RECORDED,
+                json!(attendance),
             )
             .await?;
         let mut rows = tables::rows(tables::ATTENDANCE);
@@ -1565,16 +1501,12 @@ impl Council {
         let acts = s.item(req.item)?.acts.join(",");
         let committee_id = s.schedule.committee.clone();
         let stream = session_stream(session);
-        self.append(
+        self.append_one(
             &mut state,
             &stream,
             caller,
-            vec![NewEvent::new(
-                event::VOTE_RECORDED,
-                1,
-                &caller.actor,
-                json!(vote),
-            )],
+            event::VOTE_RECORDED,
+            json!(vote),
         )
         .await?;
         let mut rows = tables::rows(tables::VOTES);
@@ -1646,16 +1578,12 @@ impl Council {
             }
         }
         let stream = session_stream(session);
-        self.append(
+        self.append_one(
             &mut state,
             &stream,
             caller,
-            vec![NewEvent::new(
-                event::MEDIA_ATTACHED,
-                1,
-                &caller.actor,
-                json!(media),
-            )],
+            event::MEDIA_ATTACHED,
+            json!(media),
         )
         .await?;
         Ok(Self::session(&state, session)?.clone())

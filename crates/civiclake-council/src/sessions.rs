@@ -171,6 +171,19 @@ pub struct ItemOutcome {
     pub note: Option<String>,
 }
 
+impl ItemOutcome {
+    /// `outcome`, with no discussion times, other committee or note.
+    pub fn new(outcome: &str) -> Self {
+        Self {
+            outcome: outcome.to_string(),
+            discussion_start: None,
+            discussion_end: None,
+            to_committee: None,
+            note: None,
+        }
+    }
+}
+
 /// Presence at a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
